@@ -1,0 +1,225 @@
+"""Reverse-mode automatic differentiation over numpy arrays.
+
+A `Tensor` holds an array and, when it was computed from tensors that need
+gradients, the function that sends an upstream gradient back to its
+parents (its vector-Jacobian product, `vjp`).  `Tensor.backward` orders the
+graph topologically without recursion and walks it once in reverse.
+
+Every differentiable function is registered in `OPS` by the `@op`
+decorator; the test suite checks that each one has a finite-difference
+property test.  The ops themselves live in `ops` and `distributions`.
+"""
+from contextlib import contextmanager
+
+import numpy as np
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+DEFAULT_DTYPE = np.dtype(np.float32)
+
+OPS = {}
+_grad_enabled = True
+
+
+def op(fn):
+    """Register `fn` as a differentiable op under its name and return it."""
+    OPS[fn.__name__] = fn
+    return fn
+
+
+@contextmanager
+def no_grad():
+    """Within this block, ops record no graph (evaluation, parameter updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def checked_dtype(dtype, where):
+    """`dtype` as a numpy dtype, if it is float32 or float64."""
+    dtype = np.dtype(dtype)
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{where}: unsupported dtype {dtype}; supported dtypes "
+                        f"are float32 and float64")
+    return dtype
+
+
+class Tensor:
+    """An array in the computation graph, float32 or float64.
+
+    `Tensor(data, requires_grad=False, dtype=None)`: numpy float arrays keep
+    their dtype; Python numbers and lists become `dtype` (float32 by
+    default).  After `backward()`, `.grad` holds d(output)/d(self) for
+    every leaf that requires grad, with the shape and dtype of `.data`.
+    """
+
+    __array_priority__ = 100  # ndarray + Tensor dispatches to Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        if isinstance(data, (np.ndarray, np.generic)) and dtype is None:
+            data = np.asarray(data)  # a numpy scalar (a full reduction) keeps its dtype
+            checked_dtype(data.dtype, "Tensor")
+        else:
+            data = np.asarray(data, dtype=checked_dtype(dtype or DEFAULT_DTYPE, "Tensor"))
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad = None
+        self._parents = ()
+        self._vjp = None
+        self.op = None
+
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+
+    def __repr__(self):
+        flag = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({self.data!r}{flag})"
+
+    def __len__(self):
+        return len(self.data)
+
+    def item(self):
+        """The value of a one-element tensor as a Python float."""
+        return self.data.item()
+
+    def numpy(self):
+        """The underlying array (shared, not copied)."""
+        return self.data
+
+    def detach(self):
+        """The same data as a new leaf that records no graph."""
+        return Tensor(self.data)
+
+    def backward(self, grad=None):
+        """Accumulate d(self)/d(leaf) into `.grad` of every leaf needing it.
+
+        `grad` is the upstream gradient, of self's shape; it may be omitted
+        only when self holds a single element (a loss).  Gradients of
+        intermediate tensors live only during this call, so running
+        `backward()` on a rebuilt graph never double-counts them; leaf
+        `.grad` accumulates across calls until it is reset to None.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad; "
+                               "create its leaves with requires_grad=True")
+        if grad is None:
+            if self.size != 1:
+                raise ValueError(f"backward: output has shape {self.shape}; pass "
+                                 f"grad= of that shape for a non-scalar output")
+            grad = np.ones_like(self.data)
+        else:
+            grad = np.array(grad.data if isinstance(grad, Tensor) else grad,
+                            dtype=self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward: grad has shape {grad.shape}, "
+                                 f"expected the output's shape {self.shape}")
+        grads = {id(self): grad}
+        for node in reversed(_topological_order(self)):
+            g = grads.pop(id(node))
+            if node._vjp is None:
+                # One array may reach two leaves (add's vjp passes g to both):
+                # read-only keeps an in-place update of one from changing the other.
+                g.flags.writeable = False
+                node.grad = g if node.grad is None else node.grad + g
+                continue
+            for parent, g_parent in zip(node._parents, node._vjp(g)):
+                if g_parent is None or not parent.requires_grad:
+                    continue
+                if g_parent.shape != parent.shape or g_parent.dtype != parent.dtype:
+                    raise AssertionError(f"{node.op}: vjp returned {g_parent.dtype}"
+                                         f"{g_parent.shape} for a {parent.dtype}"
+                                         f"{parent.shape} input")
+                key = id(parent)
+                grads[key] = grads[key] + g_parent if key in grads else g_parent
+
+    # Operator syntax calls the ops of the same name (see `ops`).
+    def __add__(self, other): return ops.add(self, other)
+    def __radd__(self, other): return ops.add(other, self)
+    def __sub__(self, other): return ops.sub(self, other)
+    def __rsub__(self, other): return ops.sub(other, self)
+    def __mul__(self, other): return ops.mul(self, other)
+    def __rmul__(self, other): return ops.mul(other, self)
+    def __truediv__(self, other): return ops.div(self, other)
+    def __rtruediv__(self, other): return ops.div(other, self)
+    def __neg__(self): return ops.neg(self)
+    def __pow__(self, exponent): return ops.pow(self, exponent)
+    def __matmul__(self, other): return ops.matmul(self, other)
+    def __rmatmul__(self, other): return ops.matmul(other, self)
+    def __getitem__(self, index): return ops.getitem(self, index)
+    T = property(lambda self: ops.transpose(self))
+
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
+    def reshape(self, *shape): return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+    def transpose(self, axes=None): return ops.transpose(self, axes)
+    def astype(self, dtype): return ops.astype(self, dtype)
+    def exp(self): return ops.exp(self)
+    def log(self): return ops.log(self)
+
+
+def _topological_order(root):
+    """Nodes that need gradients, each after all of its parents (no recursion)."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, parents_done = stack.pop()
+        if parents_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        stack.extend((p, False) for p in node._parents
+                     if p.requires_grad and id(p) not in visited)
+    return order
+
+
+def node(data, parents, vjp, name):
+    """The output tensor of op `name`: `data`, with `vjp` recorded if needed.
+
+    `vjp(g)` maps the upstream gradient g (the shape of `data`) to one
+    gradient per parent, in order, each with that parent's shape, or None
+    where a parent needs none.
+    """
+    out = Tensor(data)
+    if _grad_enabled and any(p.requires_grad for p in parents):
+        out.requires_grad = True
+        out._parents = parents
+        out._vjp = vjp
+        out.op = name
+    return out
+
+
+def as_tensor(x, dtype=None, where="op"):
+    """`x` as a Tensor; numbers take `dtype`, arrays must already have it."""
+    if isinstance(x, Tensor):
+        t = x
+    elif isinstance(x, np.ndarray):
+        t = Tensor(x)
+    else:
+        return Tensor(x, dtype=dtype or DEFAULT_DTYPE)
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(f"{where}: dtype mismatch, {t.dtype} where {np.dtype(dtype)} "
+                        f"was expected; cast explicitly with .astype()")
+    return t
+
+
+def unbroadcast(g, shape):
+    """Sum g over the axes that broadcasting added or stretched, to `shape`.
+
+    The one place where broadcasting is undone: if x of `shape` was
+    broadcast in the forward pass, d/dx is g summed over those axes.
+    """
+    if g.shape == shape:
+        return g
+    g = g.sum(axis=tuple(range(g.ndim - len(shape))))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=stretched, keepdims=True) if stretched else g
+
+
+from minivae import ops  # noqa: E402  (ops builds on Tensor, defined above)

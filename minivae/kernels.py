@@ -1,0 +1,254 @@
+"""Numba kernels: the loops that do the arithmetic, in float32 or float64.
+
+Each kernel works on plain numpy arrays and knows nothing of tensors or of
+the VAE; `ops` and `distributions` wrap them with their derivatives.  Every
+kernel is compiled on first use for the dtype it is given and cached on disk
+(``cache=True``), so a second process loads it instead of compiling again.
+
+Constants are made with ``x.dtype.type(c)`` or ``type(v)(c)``: a bare
+``1.0`` is a float64 literal and would promote float32 arithmetic to float64.  No kernel uses
+``fastmath``, so NaN and Inf propagate to the checks that look for them.
+"""
+import numpy as np
+from numba import njit, prange
+
+# Activation codes shared by `activate`, `activate_grad` and `bias_activate`.
+IDENTITY, TANH, SIGMOID, RELU, SOFTPLUS = 0, 1, 2, 3, 4
+ACTIVATIONS = {"identity": IDENTITY, "tanh": TANH, "sigmoid": SIGMOID,
+               "relu": RELU, "softplus": SOFTPLUS}
+
+
+# ---------------------------------------------------------------- matmul
+
+@njit(cache=True, parallel=True)
+def matmul_loop(a, b):
+    """(n, k) @ (k, m) -> (n, m), written out as loops to be read.
+
+    Rows of the output are independent, so they run in parallel.  The
+    inner loop walks a row of `b` and a row of `out` with unit stride,
+    which the compiler turns into SIMD code.
+    """
+    n, k = a.shape
+    m = b.shape[1]
+    out = np.zeros((n, m), a.dtype)
+    for i in prange(n):
+        for p in range(k):
+            a_ip = a[i, p]
+            for j in range(m):
+                out[i, j] += a_ip * b[p, j]
+    return out
+
+
+def matmul(a, b):
+    """(n, k) @ (k, m) -> (n, m) through numpy's BLAS: the fast path.
+
+    On the benchmark's shapes BLAS is several times faster than
+    `matmul_loop` (benchmarks/RESULTS.md), so every op uses this one.
+    """
+    return a @ b
+
+
+# ---------------------------------------------------------------- activations
+
+@njit(cache=True)
+def _activate(v, act):
+    """act(v) for one scalar; sigmoid and softplus in their stable forms."""
+    zero, one = type(v)(0), type(v)(1)
+    if act == TANH:
+        return np.tanh(v)
+    if act == SIGMOID:
+        if v >= zero:
+            return one / (one + np.exp(-v))
+        e = np.exp(v)
+        return e / (one + e)
+    if act == RELU:
+        return v if v > zero else zero
+    if act == SOFTPLUS:
+        # log(1 + e^v) = max(v, 0) + log(1 + e^-|v|): no overflow for any v
+        return max(v, zero) + np.log1p(np.exp(-abs(v)))
+    return v
+
+
+@njit(cache=True)
+def _activate_slope(y, act):
+    """act'(v) written in terms of the output y = act(v)."""
+    zero, one = type(y)(0), type(y)(1)
+    if act == TANH:
+        return one - y * y                     # tanh' = 1 - tanh^2
+    if act == SIGMOID:
+        return y * (one - y)                   # s' = s (1 - s)
+    if act == RELU:
+        return one if y > zero else zero       # relu' = [v > 0]
+    if act == SOFTPLUS:
+        return -np.expm1(-y)                   # softplus' = sigmoid(v) = 1 - e^-y
+    return one
+
+
+@njit(cache=True, parallel=True)
+def activate(x, act):
+    """y = act(x) elementwise, any shape; `act` is a code from ACTIVATIONS."""
+    xf = x.ravel()
+    y = np.empty_like(xf)
+    for i in prange(xf.size):
+        y[i] = _activate(xf[i], act)
+    return y.reshape(x.shape)
+
+
+@njit(cache=True, parallel=True)
+def activate_grad(y, g, act):
+    """g * act'(x) elementwise, from the output y = act(x) and upstream g."""
+    yf = y.ravel()
+    gf = g.ravel()
+    out = np.empty_like(yf)
+    for i in prange(yf.size):
+        out[i] = gf[i] * _activate_slope(yf[i], act)
+    return out.reshape(y.shape)
+
+
+@njit(cache=True, parallel=True)
+def bias_activate(pre, b, act):
+    """In place: pre[i, j] <- act(pre[i, j] + b[j]) for pre (n, m), b (m,).
+
+    Run on the matmul's output, this fuses a linear layer's bias and
+    activation into one pass over memory.
+    """
+    n, m = pre.shape
+    for i in prange(n):
+        for j in range(m):
+            pre[i, j] = _activate(pre[i, j] + b[j], act)
+
+
+# ---------------------------------------------------------------- Bernoulli
+
+@njit(cache=True, parallel=True)
+def bernoulli_log_prob(x, logits):
+    """sum_j x log y + (1 - x) log(1 - y), y = sigmoid(logits): (n, d) -> (n,).
+
+    Written from the logits as x l - softplus(l), which stays exact for
+    logits of any magnitude (Appendix C, Bernoulli MLP).
+    """
+    n, d = logits.shape
+    zero = logits.dtype.type(0)
+    out = np.empty(n, logits.dtype)
+    for i in prange(n):
+        s = zero
+        for j in range(d):
+            l = logits[i, j]
+            s += x[i, j] * l - (max(l, zero) + np.log1p(np.exp(-abs(l))))
+        out[i] = s
+    return out
+
+
+@njit(cache=True, parallel=True)
+def bernoulli_log_prob_grad(x, logits, g):
+    """d/dlogits of g_i * bernoulli_log_prob: g_i (x - sigmoid(l)), (n, d)."""
+    n, d = logits.shape
+    out = np.empty_like(logits)
+    for i in prange(n):
+        for j in range(d):
+            out[i, j] = g[i] * (x[i, j] - _activate(logits[i, j], SIGMOID))
+    return out
+
+
+# ---------------------------------------------------------------- Gaussian
+
+@njit(cache=True, parallel=True)
+def gaussian_kl(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, I)) per row: (n, j) -> (n,).
+
+    -KL = 1/2 sum_j (1 + log sigma^2 - mu^2 - sigma^2)   (Appendix B)
+    """
+    n, m = mu.shape
+    zero, half, one = mu.dtype.type(0), mu.dtype.type(0.5), mu.dtype.type(1)
+    out = np.empty(n, mu.dtype)
+    for i in prange(n):
+        s = zero
+        for j in range(m):
+            lv = logvar[i, j]
+            s += np.exp(lv) + mu[i, j] * mu[i, j] - lv - one
+        out[i] = half * s
+    return out
+
+
+@njit(cache=True, parallel=True)
+def gaussian_kl_grad(mu, logvar, g):
+    """(dKL/dmu, dKL/dlogvar) scaled by g_i: (g mu, g (exp(logvar) - 1) / 2)."""
+    n, m = mu.shape
+    half, one = mu.dtype.type(0.5), mu.dtype.type(1)
+    gmu = np.empty_like(mu)
+    glogvar = np.empty_like(logvar)
+    for i in prange(n):
+        for j in range(m):
+            gmu[i, j] = g[i] * mu[i, j]
+            glogvar[i, j] = g[i] * half * (np.exp(logvar[i, j]) - one)
+    return gmu, glogvar
+
+
+@njit(cache=True, parallel=True)
+def gaussian_log_prob(x, mu, logvar):
+    """log N(x; mu, diag(exp(logvar))) per row: (n, d) -> (n,).
+
+    sum_j -1/2 (log 2 pi + logvar + (x - mu)^2 / exp(logvar))   (Appendix C)
+    """
+    n, d = x.shape
+    zero, half = x.dtype.type(0), x.dtype.type(0.5)
+    log_2pi = x.dtype.type(np.log(2 * np.pi))
+    out = np.empty(n, x.dtype)
+    for i in prange(n):
+        s = zero
+        for j in range(d):
+            r = x[i, j] - mu[i, j]
+            s += log_2pi + logvar[i, j] + r * r * np.exp(-logvar[i, j])
+        out[i] = -half * s
+    return out
+
+
+@njit(cache=True, parallel=True)
+def gaussian_log_prob_grad(x, mu, logvar, g):
+    """Gradients of g_i * gaussian_log_prob with respect to (x, mu, logvar).
+
+    With r = (x - mu) / sigma^2:  d/dx = -r,  d/dmu = r,
+    d/dlogvar = ((x - mu) r - 1) / 2.
+    """
+    n, d = x.shape
+    half, one = x.dtype.type(0.5), x.dtype.type(1)
+    gx = np.empty_like(x)
+    gmu = np.empty_like(x)
+    glogvar = np.empty_like(x)
+    for i in prange(n):
+        for j in range(d):
+            diff = x[i, j] - mu[i, j]
+            r = diff * np.exp(-logvar[i, j])
+            gx[i, j] = -g[i] * r
+            gmu[i, j] = g[i] * r
+            glogvar[i, j] = g[i] * half * (diff * r - one)
+    return gx, gmu, glogvar
+
+
+# ---------------------------------------------------------------- reparameterization
+
+@njit(cache=True, parallel=True)
+def reparameterize(mu, logvar, eps):
+    """z = mu + exp(logvar / 2) * eps, elementwise on (n, j)   (eq. 10)."""
+    n, m = mu.shape
+    half = mu.dtype.type(0.5)
+    z = np.empty_like(mu)
+    for i in prange(n):
+        for j in range(m):
+            z[i, j] = mu[i, j] + np.exp(half * logvar[i, j]) * eps[i, j]
+    return z
+
+
+@njit(cache=True, parallel=True)
+def reparameterize_grad(logvar, eps, g):
+    """(dz/dlogvar * g, dz/deps * g) = (g eps sigma / 2, g sigma); dz/dmu = 1."""
+    n, m = logvar.shape
+    half = logvar.dtype.type(0.5)
+    glogvar = np.empty_like(logvar)
+    geps = np.empty_like(logvar)
+    for i in prange(n):
+        for j in range(m):
+            sigma = np.exp(half * logvar[i, j])
+            geps[i, j] = g[i, j] * sigma
+            glogvar[i, j] = half * geps[i, j] * eps[i, j]
+    return glogvar, geps
