@@ -123,6 +123,7 @@ class Tensor:
             if node._vjp is None:
                 # One array may reach two leaves (add's vjp passes g to both):
                 # read-only keeps an in-place update of one from changing the other.
+                g = np.asarray(g)  # 0-d results of numpy come back as scalars
                 g.flags.writeable = False
                 node.grad = g if node.grad is None else node.grad + g
                 continue

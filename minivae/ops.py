@@ -117,8 +117,8 @@ def sum(x, axis=None, keepdims=False):
     axes = _axes(axis, x.ndim)
 
     def vjp(g):  # d(sum x)/dx_i = 1: copy g back along the summed axes
-        g = g if keepdims else np.expand_dims(g, axes)
-        return (np.ascontiguousarray(np.broadcast_to(g, x.shape)),)
+        g = g if keepdims or not axes else np.expand_dims(g, axes)
+        return (np.array(np.broadcast_to(g, x.shape), order="C"),)
     return node(x.data.sum(axis=axes, keepdims=keepdims), (x,), vjp, "sum")
 
 
@@ -140,7 +140,7 @@ def logsumexp(x, axis=None, keepdims=False):
     out = np.log(np.exp(x.data - m).sum(axis=axes, keepdims=True)) + m
 
     def vjp(g):  # d lse/dx_i = exp(x_i - lse) = softmax(x)_i
-        g = g if keepdims else np.expand_dims(g, axes)
+        g = g if keepdims or not axes else np.expand_dims(g, axes)
         return (g * np.exp(x.data - out),)
     return node(out if keepdims else np.squeeze(out, axes), (x,), vjp, "logsumexp")
 
