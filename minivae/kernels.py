@@ -1,7 +1,10 @@
 """Numba kernels: the loops that do the arithmetic, in float32 or float64.
 
 Each kernel works on plain numpy arrays and knows nothing of tensors or of
-the VAE; `ops` and `distributions` wrap them with their derivatives.  Every
+the VAE; `ops` and `distributions` wrap them with their derivatives.  Only
+`matmul_loop` runs threads: the elementwise kernels touch at most a few
+hundred thousand numbers per call, where starting threads costs more than
+it saves and competes with BLAS for the two cores (benchmarks/RESULTS.md).  Every
 kernel is compiled on first use for the dtype it is given and cached on disk
 (``cache=True``), so a second process loads it instead of compiling again.
 
@@ -84,28 +87,28 @@ def _activate_slope(y, act):
     return one
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def activate(x, act):
     """y = act(x) elementwise, any shape; `act` is a code from ACTIVATIONS."""
     xf = x.ravel()
     y = np.empty_like(xf)
-    for i in prange(xf.size):
+    for i in range(xf.size):
         y[i] = _activate(xf[i], act)
     return y.reshape(x.shape)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def activate_grad(y, g, act):
     """g * act'(x) elementwise, from the output y = act(x) and upstream g."""
     yf = y.ravel()
     gf = g.ravel()
     out = np.empty_like(yf)
-    for i in prange(yf.size):
+    for i in range(yf.size):
         out[i] = gf[i] * _activate_slope(yf[i], act)
     return out.reshape(y.shape)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def bias_activate(pre, b, act):
     """In place: pre[i, j] <- act(pre[i, j] + b[j]) for pre (n, m), b (m,).
 
@@ -113,14 +116,14 @@ def bias_activate(pre, b, act):
     activation into one pass over memory.
     """
     n, m = pre.shape
-    for i in prange(n):
+    for i in range(n):
         for j in range(m):
             pre[i, j] = _activate(pre[i, j] + b[j], act)
 
 
 # ---------------------------------------------------------------- Bernoulli
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def bernoulli_log_prob(x, logits):
     """sum_j x log y + (1 - x) log(1 - y), y = sigmoid(logits): (n, d) -> (n,).
 
@@ -130,7 +133,7 @@ def bernoulli_log_prob(x, logits):
     n, d = logits.shape
     zero = logits.dtype.type(0)
     out = np.empty(n, logits.dtype)
-    for i in prange(n):
+    for i in range(n):
         s = zero
         for j in range(d):
             l = logits[i, j]
@@ -139,12 +142,12 @@ def bernoulli_log_prob(x, logits):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def bernoulli_log_prob_grad(x, logits, g):
     """d/dlogits of g_i * bernoulli_log_prob: g_i (x - sigmoid(l)), (n, d)."""
     n, d = logits.shape
     out = np.empty_like(logits)
-    for i in prange(n):
+    for i in range(n):
         for j in range(d):
             out[i, j] = g[i] * (x[i, j] - _activate(logits[i, j], SIGMOID))
     return out
@@ -152,7 +155,7 @@ def bernoulli_log_prob_grad(x, logits, g):
 
 # ---------------------------------------------------------------- Gaussian
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def gaussian_kl(mu, logvar):
     """KL(N(mu, exp(logvar)) || N(0, I)) per row: (n, j) -> (n,).
 
@@ -161,7 +164,7 @@ def gaussian_kl(mu, logvar):
     n, m = mu.shape
     zero, half, one = mu.dtype.type(0), mu.dtype.type(0.5), mu.dtype.type(1)
     out = np.empty(n, mu.dtype)
-    for i in prange(n):
+    for i in range(n):
         s = zero
         for j in range(m):
             lv = logvar[i, j]
@@ -170,21 +173,21 @@ def gaussian_kl(mu, logvar):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def gaussian_kl_grad(mu, logvar, g):
     """(dKL/dmu, dKL/dlogvar) scaled by g_i: (g mu, g (exp(logvar) - 1) / 2)."""
     n, m = mu.shape
     half, one = mu.dtype.type(0.5), mu.dtype.type(1)
     gmu = np.empty_like(mu)
     glogvar = np.empty_like(logvar)
-    for i in prange(n):
+    for i in range(n):
         for j in range(m):
             gmu[i, j] = g[i] * mu[i, j]
             glogvar[i, j] = g[i] * half * (np.exp(logvar[i, j]) - one)
     return gmu, glogvar
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def gaussian_log_prob(x, mu, logvar):
     """log N(x; mu, diag(exp(logvar))) per row: (n, d) -> (n,).
 
@@ -194,7 +197,7 @@ def gaussian_log_prob(x, mu, logvar):
     zero, half = x.dtype.type(0), x.dtype.type(0.5)
     log_2pi = x.dtype.type(np.log(2 * np.pi))
     out = np.empty(n, x.dtype)
-    for i in prange(n):
+    for i in range(n):
         s = zero
         for j in range(d):
             r = x[i, j] - mu[i, j]
@@ -203,7 +206,7 @@ def gaussian_log_prob(x, mu, logvar):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def gaussian_log_prob_grad(x, mu, logvar, g):
     """Gradients of g_i * gaussian_log_prob with respect to (x, mu, logvar).
 
@@ -215,7 +218,7 @@ def gaussian_log_prob_grad(x, mu, logvar, g):
     gx = np.empty_like(x)
     gmu = np.empty_like(x)
     glogvar = np.empty_like(x)
-    for i in prange(n):
+    for i in range(n):
         for j in range(d):
             diff = x[i, j] - mu[i, j]
             r = diff * np.exp(-logvar[i, j])
@@ -227,26 +230,26 @@ def gaussian_log_prob_grad(x, mu, logvar, g):
 
 # ---------------------------------------------------------------- reparameterization
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def reparameterize(mu, logvar, eps):
     """z = mu + exp(logvar / 2) * eps, elementwise on (n, j)   (eq. 10)."""
     n, m = mu.shape
     half = mu.dtype.type(0.5)
     z = np.empty_like(mu)
-    for i in prange(n):
+    for i in range(n):
         for j in range(m):
             z[i, j] = mu[i, j] + np.exp(half * logvar[i, j]) * eps[i, j]
     return z
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def reparameterize_grad(logvar, eps, g):
     """(dz/dlogvar * g, dz/deps * g) = (g eps sigma / 2, g sigma); dz/dmu = 1."""
     n, m = logvar.shape
     half = logvar.dtype.type(0.5)
     glogvar = np.empty_like(logvar)
     geps = np.empty_like(logvar)
-    for i in prange(n):
+    for i in range(n):
         for j in range(m):
             sigma = np.exp(half * logvar[i, j])
             geps[i, j] = g[i, j] * sigma
