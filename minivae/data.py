@@ -200,16 +200,16 @@ def validate_binary(images, where):
                         f"{len(values)} other values, e.g. {values[:5].tolist()}")
 
 
-def minibatch_indices(n, batch_size, rng):
-    """One epoch of minibatches: index arrays into range(n), shuffled by rng.
+def minibatch_indices(order, batch_size):
+    """An epoch's minibatches: `order` (a permutation of range(n)) cut into
+    index arrays of batch_size, the last one holding the remainder.
 
-    Yields ceil(n / batch_size) int64 arrays of batch_size indices; the last
-    one holds the remainder and is kept, so every example is seen once per
-    epoch. Raises ValueError at call time for batch_size < 1 or > n.
+    The remainder is kept, so every example is seen once per epoch. Raises
+    ValueError for batch_size < 1 or > n.
     """
+    n = len(order)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if batch_size > n:
         raise ValueError(f"batch size {batch_size} is larger than the data set ({n} images)")
-    order = rng.permutation(n)
-    return (order[start:start + batch_size] for start in range(0, n, batch_size))
+    return [order[start:start + batch_size] for start in range(0, n, batch_size)]
