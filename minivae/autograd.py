@@ -196,6 +196,13 @@ def node(data, parents, vjp, name):
     return out
 
 
+def as_tensors(values, where):
+    """`values` as Tensors of one dtype: that of the first Tensor or array
+    among them (numbers take it too); any other dtype is a TypeError."""
+    dtype = next((v.dtype for v in values if isinstance(v, (Tensor, np.ndarray))), None)
+    return [as_tensor(v, dtype, where) for v in values]
+
+
 def as_tensor(x, dtype=None, where="op"):
     """`x` as a Tensor; numbers take `dtype`, arrays must already have it."""
     if isinstance(x, Tensor):

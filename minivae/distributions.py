@@ -5,16 +5,13 @@ of shape (n, d): n datapoints (or samples) of dimension d.  The
 log-densities and the KL sum over d and return one value per row, (n,),
 as the per-datapoint terms of the ELBO.
 """
-import numpy as np
-
 from minivae import kernels
-from minivae.autograd import Tensor, as_tensor, node, op
+from minivae.autograd import as_tensors, node, op
 
 
 def _rows(name, **arrays):
     """The named inputs as Tensors of one dtype and one 2-D shape (n, d)."""
-    dtype = next((a.dtype for a in arrays.values() if isinstance(a, (Tensor, np.ndarray))), None)
-    tensors = [as_tensor(a, dtype, name) for a in arrays.values()]
+    tensors = as_tensors(list(arrays.values()), name)
     shape = tensors[0].shape
     if len(shape) != 2 or any(t.shape != shape for t in tensors):
         shapes = ", ".join(f"{k} {t.shape}" for k, t in zip(arrays, tensors))

@@ -9,13 +9,12 @@ different dtypes are an error, never a silent promotion.
 import numpy as np
 
 from minivae import kernels
-from minivae.autograd import Tensor, checked_dtype, as_tensor, node, op, unbroadcast
+from minivae.autograd import as_tensor, as_tensors, checked_dtype, node, op, unbroadcast
 
 
 def _operands(x, y, name):
     """Both operands as Tensors of one dtype whose shapes broadcast."""
-    dtype = next((t.dtype for t in (x, y) if isinstance(t, Tensor)), None)
-    x, y = as_tensor(x, dtype, name), as_tensor(y, dtype, name)
+    x, y = as_tensors((x, y), name)
     try:
         np.broadcast_shapes(x.shape, y.shape)
     except ValueError:
@@ -88,8 +87,7 @@ def pow(x, exponent):
 @op
 def matmul(x, y):
     """(n, k) @ (k, m) -> (n, m); both operands must be 2-D (no broadcasting)."""
-    x, y = as_tensor(x), as_tensor(y, x.dtype if isinstance(x, Tensor) else None, "matmul")
-    x = as_tensor(x, y.dtype, "matmul")
+    x, y = as_tensors((x, y), "matmul")
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[0]:
         raise ValueError(f"matmul: expected 2-D shapes (n, k) @ (k, m), got "
                          f"{x.shape} @ {y.shape}")
@@ -258,8 +256,7 @@ def getitem(x, index):
 @op
 def concatenate(tensors, axis=0):
     """Join tensors of one dtype along `axis`."""
-    tensors = [as_tensor(t) for t in tensors]
-    tensors = [as_tensor(t, tensors[0].dtype, "concatenate") for t in tensors]
+    tensors = as_tensors(tensors, "concatenate")
     try:
         out = np.concatenate([t.data for t in tensors], axis=axis)
     except ValueError as err:
@@ -290,9 +287,8 @@ def linear(x, W, b=None, activation="identity"):
     The matmul runs in BLAS; bias and activation are one kernel over its
     output, and the backward takes the activation's slope from the output.
     """
-    x, W = as_tensor(x), as_tensor(W)
-    params = (x, W) if b is None else (x, W, as_tensor(b))
-    params = tuple(as_tensor(p, W.dtype, "linear") for p in params)
+    params = tuple(as_tensors((x, W) if b is None else (x, W, b), "linear"))
+    x, W = params[:2]
     if activation not in kernels.ACTIVATIONS:
         raise ValueError(f"linear: unknown activation {activation!r}; expected one "
                          f"of {', '.join(kernels.ACTIVATIONS)}")
