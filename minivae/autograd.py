@@ -123,9 +123,9 @@ class Tensor:
             if node._vjp is None:
                 # One array may reach two leaves (add's vjp passes g to both):
                 # read-only keeps an in-place update of one from changing the other.
-                g = np.asarray(g)  # 0-d results of numpy come back as scalars
+                g = np.asarray(g if node.grad is None else node.grad + g)  # 0-d: scalars
                 g.flags.writeable = False
-                node.grad = g if node.grad is None else node.grad + g
+                node.grad = g
                 continue
             for parent, g_parent in zip(node._parents, node._vjp(g)):
                 if g_parent is None or not parent.requires_grad:

@@ -61,6 +61,6 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elements=None, see
             if not error <= atol + rtol * abs(numeric):
                 raise GradcheckError(
                     f"gradcheck: input {k} (shape {x.shape}) at index {tuple(map(int, index))}: "
-                    f"analytic {analytic[index]!r} vs finite difference {numeric!r} "
+                    f"analytic {float(analytic[index])!r} vs finite difference {numeric!r} "
                     f"(difference {error:.3g} > atol {atol} + rtol {rtol} * |fd|)")
     return worst

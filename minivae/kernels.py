@@ -65,7 +65,7 @@ def _activate(v, act):
         e = np.exp(v)
         return e / (one + e)
     if act == RELU:
-        return v if v > zero else zero
+        return zero if v <= zero else v    # NaN <= 0 is False: NaN passes through
     if act == SOFTPLUS:
         # log(1 + e^v) = max(v, 0) + log(1 + e^-|v|): no overflow for any v
         return max(v, zero) + np.log1p(np.exp(-abs(v)))
