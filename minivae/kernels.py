@@ -255,3 +255,49 @@ def reparameterize_grad(logvar, eps, g):
             geps[i, j] = g[i, j] * sigma
             glogvar[i, j] = half * geps[i, j] * eps[i, j]
     return glogvar, geps
+
+
+# ---------------------------------------------------------------- optimizer updates
+# One pass over a parameter and its state per step, in place.  g is scaled
+# by `scale` (gradient clipping) and gets `weight_decay * theta` added (the
+# prior's gradient) inside the loop, so no temporary arrays are made.
+
+@njit(cache=True)
+def sgd_update(theta, g, velocity, lr, momentum, weight_decay, scale):
+    """v <- momentum v + g';  theta <- theta - lr v,  with g' = scale g + wd theta."""
+    t, gf, v = theta.ravel(), g.ravel(), velocity.ravel()
+    lr, momentum = t.dtype.type(lr), t.dtype.type(momentum)
+    weight_decay, scale = t.dtype.type(weight_decay), t.dtype.type(scale)
+    for i in range(t.size):
+        v[i] = momentum * v[i] + scale * gf[i] + weight_decay * t[i]
+        t[i] -= lr * v[i]
+
+
+@njit(cache=True)
+def adagrad_update(theta, g, G, lr, eps, weight_decay, scale):
+    """G <- G + g'^2;  theta <- theta - lr g' / (sqrt(G) + eps)."""
+    t, gf, Gf = theta.ravel(), g.ravel(), G.ravel()
+    lr, eps = t.dtype.type(lr), t.dtype.type(eps)
+    weight_decay, scale = t.dtype.type(weight_decay), t.dtype.type(scale)
+    for i in range(t.size):
+        gi = scale * gf[i] + weight_decay * t[i]
+        Gf[i] += gi * gi
+        t[i] -= lr * gi / (np.sqrt(Gf[i]) + eps)
+
+
+@njit(cache=True)
+def adam_update(theta, g, m, v, lr, beta1, beta2, eps, step, weight_decay, scale):
+    """Adam: m, v <- running means of g' and g'^2; theta <- theta - lr m^ / (sqrt(v^) + eps),
+    with the bias corrections m^ = m / (1 - beta1^step), v^ = v / (1 - beta2^step)."""
+    t, gf, mf, vf = theta.ravel(), g.ravel(), m.ravel(), v.ravel()
+    dtype = t.dtype.type
+    one = dtype(1)
+    b1, b2, eps = dtype(beta1), dtype(beta2), dtype(eps)
+    weight_decay, scale = dtype(weight_decay), dtype(scale)
+    step_size = dtype(lr / (1 - beta1 ** step))          # folds in m's bias correction
+    v_correction = dtype(1 / np.sqrt(1 - beta2 ** step))  # sqrt(v^) = sqrt(v) * this
+    for i in range(t.size):
+        gi = scale * gf[i] + weight_decay * t[i]
+        mf[i] = b1 * mf[i] + (one - b1) * gi
+        vf[i] = b2 * vf[i] + (one - b2) * gi * gi
+        t[i] -= step_size * mf[i] / (np.sqrt(vf[i]) * v_correction + eps)

@@ -1,14 +1,17 @@
 """Stochastic gradient ascent on the ELBO: SGD, Adagrad (the paper's) and Adam.
 
 Each optimizer updates a model's parameters in place from their `.grad`
-(gradients of the loss, the negative ELBO).  Weight decay adds
-`weight_decay * theta` to each gradient: the gradient of a Gaussian prior
--log p(theta) = weight_decay / 2 ||theta||^2.  With `clip_norm`, gradients
-are scaled down together when their global norm exceeds it.
+(gradients of the loss, the negative ELBO), one fused kernel pass per
+parameter (`kernels.*_update`).  With `clip_norm`, the loss gradients are
+scaled down together when their global norm exceeds it.  Weight decay then
+adds `weight_decay * theta`: the gradient of a Gaussian prior,
+-log p(theta) = weight_decay / 2 ||theta||^2 + const.
 """
 from abc import ABC, abstractmethod
 
 import numpy as np
+
+from minivae import kernels
 
 
 class NonFiniteGradient(FloatingPointError):
@@ -19,12 +22,13 @@ class Optimizer(ABC):
     """Updates `params` (dict name -> Tensor) from their gradients."""
 
     def __init__(self, params, lr, weight_decay=0.0, clip_norm=None):
-        if lr <= 0:
-            raise ValueError(f"{type(self).__name__}: learning rate must be positive, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"{type(self).__name__}: weight decay must be >= 0, got {weight_decay}")
-        if clip_norm is not None and clip_norm <= 0:
-            raise ValueError(f"{type(self).__name__}: clip norm must be positive, got {clip_norm}")
+        name = type(self).__name__
+        if not lr > 0:
+            raise ValueError(f"{name}: learning rate must be positive, got {lr}")
+        if not weight_decay >= 0:
+            raise ValueError(f"{name}: weight decay must be >= 0, got {weight_decay}")
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"{name}: clip norm must be positive, got {clip_norm}")
         self.params, self.lr = dict(params), lr
         self.weight_decay, self.clip_norm = weight_decay, clip_norm
         self.steps = 0
@@ -35,28 +39,34 @@ class Optimizer(ABC):
         for p in self.params.values():
             p.grad = None
 
-    def step(self):
-        """One update of every parameter from its gradient.
-
-        Raises NonFiniteGradient, naming the first offending parameter,
-        before anything is changed.  Returns the global gradient norm.
-        """
-        grads = {}
+    def grad_norm(self):
+        """The global L2 norm of all gradients; NonFiniteGradient names the
+        first parameter whose gradient holds NaN or Inf."""
+        total = 0.0
         for name, p in self.params.items():
-            g = np.zeros_like(p.data) if p.grad is None else p.grad
-            grads[name] = g + self.weight_decay * p.data if self.weight_decay else g
-        squares = {name: float(np.vdot(g, g)) for name, g in grads.items()}
-        for name, sq in squares.items():
-            if not np.isfinite(sq):
-                raise NonFiniteGradient(f"gradient of {name} is not finite at step "
-                                        f"{self.steps + 1}")
-        norm = float(np.sqrt(sum(squares.values())))
+            if p.grad is None:
+                continue
+            square = float(np.vdot(p.grad, p.grad))
+            if not np.isfinite(square):
+                if not np.isfinite(p.grad).all():
+                    raise NonFiniteGradient(f"gradient of {name} is not finite at step "
+                                            f"{self.steps + 1}")
+                square = float(np.vdot(p.grad.astype(np.float64), p.grad))  # float32 overflowed
+            total += square
+        return float(np.sqrt(total))
+
+    def step(self):
+        """One update of every parameter that has a gradient; returns the
+        gradient norm before clipping.  Nothing changes if a gradient is
+        not finite (NonFiniteGradient)."""
+        norm = self.grad_norm()
         scale = 1.0
         if self.clip_norm is not None and norm > self.clip_norm:
             scale = self.clip_norm / norm
         self.steps += 1
         for name, p in self.params.items():
-            self.update(name, p.data, grads[name] * scale if scale != 1.0 else grads[name])
+            if p.grad is not None:
+                self.update(name, p.data, p.grad, scale)
         return norm
 
     def slot(self, name, like):
@@ -66,8 +76,8 @@ class Optimizer(ABC):
         return self.state[name]
 
     @abstractmethod
-    def update(self, name, theta, g):
-        """Change theta in place, given its gradient g."""
+    def update(self, name, theta, g, scale):
+        """Change theta in place, given its gradient g scaled by `scale`."""
 
     def state_dict(self):
         """Arrays and the step count, enough to resume exactly."""
@@ -81,32 +91,29 @@ class Optimizer(ABC):
 
 
 class SGD(Optimizer):
-    """theta <- theta - lr * v, v <- momentum * v + g (plain SGD at momentum 0)."""
+    """v <- momentum v + g;  theta <- theta - lr v  (plain SGD at momentum 0)."""
 
-    def __init__(self, params, lr=0.01, momentum=0.0, **kwargs):
+    def __init__(self, params, lr=1e-3, momentum=0.0, **kwargs):
         super().__init__(params, lr, **kwargs)
+        if not momentum >= 0:
+            raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
         self.momentum = momentum
 
-    def update(self, name, theta, g):
-        if self.momentum:
-            v = self.slot(f"sgd.v.{name}", theta)
-            v *= self.momentum
-            v += g
-            g = v
-        theta -= self.lr * g
+    def update(self, name, theta, g, scale):
+        kernels.sgd_update(theta, g, self.slot(f"sgd.v.{name}", theta), self.lr,
+                           self.momentum, self.weight_decay, scale)
 
 
 class Adagrad(Optimizer):
-    """theta <- theta - lr * g / (sqrt(sum of past g^2) + eps), as in the paper."""
+    """G <- G + g^2;  theta <- theta - lr g / (sqrt(G) + eps), as in the paper."""
 
     def __init__(self, params, lr=0.02, eps=1e-8, **kwargs):
         super().__init__(params, lr, **kwargs)
         self.eps = eps
 
-    def update(self, name, theta, g):
-        G = self.slot(f"adagrad.G.{name}", theta)
-        G += g * g
-        theta -= self.lr * g / (np.sqrt(G) + self.eps)
+    def update(self, name, theta, g, scale):
+        kernels.adagrad_update(theta, g, self.slot(f"adagrad.G.{name}", theta), self.lr,
+                               self.eps, self.weight_decay, scale)
 
 
 class Adam(Optimizer):
@@ -116,16 +123,10 @@ class Adam(Optimizer):
         super().__init__(params, lr, **kwargs)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def update(self, name, theta, g):
-        m = self.slot(f"adam.m.{name}", theta)
-        v = self.slot(f"adam.v.{name}", theta)
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * g * g
-        m_hat = m / (1 - self.beta1 ** self.steps)
-        v_hat = v / (1 - self.beta2 ** self.steps)
-        theta -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+    def update(self, name, theta, g, scale):
+        kernels.adam_update(theta, g, self.slot(f"adam.m.{name}", theta),
+                            self.slot(f"adam.v.{name}", theta), self.lr, self.beta1,
+                            self.beta2, self.eps, self.steps, self.weight_decay, scale)
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}
