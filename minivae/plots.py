@@ -1,9 +1,30 @@
-"""Pictures of what a model learned, written as PNG files (matplotlib, Agg)."""
-import matplotlib
+"""Figures of what a model learned and how training went, as PNG and GIF files.
 
-matplotlib.use("Agg")
-import matplotlib.image  # noqa: E402
-import numpy as np  # noqa: E402
+Each figure is a pure function of a model (or of metrics rows and data):
+it evaluates the model under `no_grad`, draws one `matplotlib.figure.Figure`
+on an Agg canvas (no pyplot, so nothing is left open and no display is
+needed), saves it at `path` and returns it, so callers and tests can inspect
+titles and axes.  Every file has a fixed pixel size, `SIZES[name]` (width,
+height): figure size in inches times DPI, with no tight bounding box.
+"""
+import json
+import os
+from pathlib import Path
+from statistics import NormalDist
+
+import matplotlib.image
+import numpy as np
+from matplotlib.animation import PillowWriter
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from minivae import data
+from minivae.autograd import no_grad
+
+DPI = 100
+SIZES = {"manifold": (800, 800), "latent_scatter": (800, 700), "reconstructions": (1000, 300),
+         "samples": (700, 700), "learning_curves": (800, 500), "latent_animation": (600, 600)}
+GRIDS = ("normal", "uniform")
 
 
 def image_grid(images, cols=None):
@@ -22,3 +43,256 @@ def save_image_grid(images, path, cols=None):
     """Write images (n, h, w) in [0, 1] as one grayscale PNG grid at `path`."""
     matplotlib.image.imsave(path, image_grid(np.clip(images, 0, 1), cols), cmap="gray",
                             vmin=0.0, vmax=1.0)
+
+
+def normal_quantile(p):
+    """Phi^-1(p), the inverse CDF of N(0, 1), elementwise for p in (0, 1)."""
+    p = np.asarray(p, dtype=np.float64)
+    if not np.all((p > 0) & (p < 1)):
+        raise ValueError("normal_quantile: p must lie strictly between 0 and 1")
+    return np.vectorize(NormalDist().inv_cdf, otypes=[np.float64])(p)
+
+
+def manifold_grid(n, grid="normal"):
+    """The n latent values, increasing, along each axis of the manifold figure.
+
+    'normal': Phi^-1 of the unit-square points (i + 0.5) / n, which avoid 0
+    and 1, so that each tile covers an equal share of the prior's mass
+    (Figure 4's construction).  'uniform': evenly spaced in [-3, 3].
+    """
+    if grid not in GRIDS:
+        raise ValueError(f"manifold: unknown grid {grid!r}; expected one of {GRIDS}")
+    if n < 2:
+        raise ValueError(f"manifold: n must be at least 2, got {n}")
+    if grid == "normal":
+        return normal_quantile((np.arange(n) + 0.5) / n)
+    return np.linspace(-3.0, 3.0, n)
+
+
+def encoder_means(model, x):
+    """mu of q(z|x) for x (B, D) -> (B, J) array; uint8 x is read as pixel / 255."""
+    with no_grad():
+        mu, _ = model.encode(_as_x(model, x))
+    return mu.data
+
+
+def manifold(model, path, n=20, grid="normal", image_shape=(28, 28)):
+    """The learned 2-D manifold (Figure 4): E[x|z] on an n x n grid of z.
+
+    z1 grows from left to right and z2 from bottom to top, as in
+    `latent_scatter`; see `manifold_grid` for the values.
+    """
+    if model.latent != 2:
+        raise ValueError(f"manifold: needs a model with a 2-D latent space, this one has "
+                         f"latent={model.latent} (train with --latent 2)")
+    values = manifold_grid(n, grid)
+    # tile (row r, column c) shows z = (values[c], values[n - 1 - r])
+    z = np.stack([np.tile(values, n), np.repeat(values[::-1], n)], axis=1)
+    images = _decode(model, z, image_shape)
+    h, w = images.shape[1:]
+    fig, ax = _figure("manifold")
+    ax.imshow(image_grid(images, n), cmap="gray", vmin=0, vmax=1)
+    ticks = np.unique(np.linspace(0, n - 1, 5).round().astype(int))
+    ax.set_xticks(ticks * w + w / 2, [f"{values[i]:.2f}" for i in ticks])
+    ax.set_yticks(ticks * h + h / 2, [f"{values[::-1][i]:.2f}" for i in ticks])
+    ax.set(xlabel="$z_1$", ylabel="$z_2$")
+    how = "$\\Phi^{-1}$ of an even grid" if grid == "normal" else "evenly spaced in [-3, 3]"
+    ax.set_title(f"Learned manifold: E[x|z] on a {n}x{n} grid of z, {how}")
+    return _save(fig, path)
+
+
+def latent_scatter(model, x, labels, path, title=None):
+    """The encoder means mu of x (B, D), one dot per image, coloured by its
+    class labels (B,) in 0..9.  For latent > 2, mu is projected onto its top
+    two principal components, and the title says so."""
+    labels = np.asarray(labels)
+    if len(labels) != len(x):
+        raise ValueError(f"latent_scatter: {len(x)} images but {len(labels)} labels")
+    mu = encoder_means(model, x)
+    points, projection = _to_2d(mu, mu)
+    fig, ax = _figure("latent_scatter")
+    _scatter(ax, points, labels, projection)
+    ax.set_title((title or f"Encoder means $\\mu$ of {len(x)} images") + projection)
+    return _save(fig, path)
+
+
+def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28)):
+    """The first n images of x (B, D) above their reconstructions E[x|z].
+
+    z = mu, the encoder mean, by default (a clean picture of what the code
+    keeps); with a random generator `rng`, z = mu + sigma * eps is sampled
+    (eq. 10) as in training.  Rows of 10 pairs: input row, reconstruction row.
+    """
+    x = _as_x(model, x)[:n]
+    n = len(x)
+    with no_grad():
+        mu, logvar = model.encode(x)
+    z = mu.data
+    if rng is not None:
+        eps = rng.standard_normal(z.shape, dtype=model.dtype)
+        z = z + np.exp(0.5 * logvar.data) * eps
+    inputs = x.reshape(n, *image_shape)
+    outputs = _decode(model, z, image_shape)
+    cols = min(n, 10)
+    rows = []
+    for start in range(0, n, cols):
+        rows += [image_grid(inputs[start:start + cols], cols),
+                 image_grid(outputs[start:start + cols], cols)]
+    h = image_shape[0]
+    fig, ax = _figure("reconstructions")
+    ax.imshow(np.clip(np.vstack(rows), 0, 1), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks(np.arange(len(rows)) * h + h / 2, ["input", "recon."] * (len(rows) // 2))
+    which = "sampled z ~ q(z|x)" if rng is not None else "z = $\\mu$ (encoder mean)"
+    ax.set_title(f"Inputs and reconstructions E[x|z], {which}")
+    return _save(fig, path)
+
+
+def samples(model, path, rng, n=64, image_shape=(28, 28)):
+    """Samples from the generative model (Figure 5): E[x|z] for n draws
+    z ~ N(0, I) from `rng`, tiled in a square grid."""
+    z = rng.standard_normal((n, model.latent), dtype=model.dtype)
+    fig, ax = _figure("samples")
+    ax.imshow(image_grid(_decode(model, z, image_shape)), cmap="gray", vmin=0, vmax=1)
+    ax.set_axis_off()
+    ax.set_title(f"E[x|z] for {n} samples z ~ N(0, I), latent={model.latent}")
+    return _save(fig, path)
+
+
+def read_metrics(run):
+    """The rows of a run's metrics.jsonl (a run directory or the file itself),
+    as a list of dicts; a row repeated for the same epoch (a resumed run) keeps
+    its last copy."""
+    path = Path(run)
+    path = path / "metrics.jsonl" if path.is_dir() else path
+    rows = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{number}: not a JSON metrics row ({err})") from None
+                rows[row["epoch"]] = row
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+def learning_curves(runs, path):
+    """Train (solid) and test (dashed) ELBO per datapoint against training
+    samples seen, on a log axis, like Figure 2.  `runs` maps a label to a
+    list of metrics rows or to a run directory (read with `read_metrics`)."""
+    if not runs:
+        raise ValueError("learning_curves: no runs given")
+    fig, ax = _figure("learning_curves")
+    for i, (label, rows) in enumerate(runs.items()):
+        if isinstance(rows, (str, os.PathLike)):
+            rows = read_metrics(rows)
+        if not rows:
+            raise ValueError(f"learning_curves: run {label!r} has no metrics rows")
+        rows = sorted(rows, key=lambda row: row["samples_seen"])
+        seen = [row["samples_seen"] for row in rows]
+        ax.plot(seen, [row["train_elbo"] for row in rows], "o-", color=f"C{i}", ms=3,
+                label=f"{label} train")
+        ax.plot(seen, [row["test_elbo"] for row in rows], "o--", color=f"C{i}", ms=3,
+                label=f"{label} test")
+    ax.set_xscale("log")
+    ax.set(xlabel="training samples evaluated", ylabel="ELBO per datapoint (nats)",
+           title="Lower bound during training (cf. Figure 2)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def latent_animation(snapshots, labels, path, fps=2):
+    """An animated GIF of the latent scatter over training, one frame per
+    (epoch, mu) snapshot, mu (n, 2) or (n, J).  For J > 2 every frame is
+    projected onto the top two principal components of the last snapshot.
+    Axis limits are the same in every frame, so motion is real motion."""
+    if not snapshots:
+        raise ValueError("latent_animation: no snapshots given")
+    labels = np.asarray(labels)
+    shape = (len(labels), np.shape(snapshots[0][1])[-1])
+    last = np.asarray(snapshots[-1][1])
+    frames = []
+    for epoch, mu in snapshots:
+        mu = np.asarray(mu)
+        if mu.shape != shape:
+            raise ValueError(f"latent_animation: epoch {epoch} has mu of shape {mu.shape}, "
+                             f"expected {shape} (one row per label, as in the first snapshot)")
+        points, projection = _to_2d(mu, last)
+        frames.append((epoch, points))
+    everything = np.concatenate([points for _, points in frames])
+    low, high = everything.min(axis=0), everything.max(axis=0)
+    margin = 0.05 * np.maximum(high - low, 1e-6)
+    fig, ax = _figure("latent_animation", layout=None)
+    fig.subplots_adjust(left=0.12, right=0.8, bottom=0.1, top=0.9)
+    dots = _scatter(ax, frames[0][1], labels, projection)
+    ax.set(xlim=(low[0] - margin[0], high[0] + margin[0]),
+           ylim=(low[1] - margin[1], high[1] + margin[1]))
+    writer = PillowWriter(fps=fps)
+    with writer.saving(fig, path, dpi=DPI):
+        for epoch, points in frames:
+            dots.set_offsets(points)
+            ax.set_title(f"Encoder means $\\mu$, epoch {epoch}{projection}")
+            writer.grab_frame()
+    return fig
+
+
+def _as_x(model, x):
+    """x (B, D) in the model's dtype; uint8 pixels are read as pixel / 255."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != model.x_dim:
+        raise ValueError(f"expected images of shape (B, {model.x_dim}), got {x.shape}")
+    if x.dtype == np.uint8:
+        return data.intensities(x, model.dtype)
+    return x.astype(model.dtype, copy=False)
+
+
+def _decode(model, z, image_shape):
+    """E[x|z] for z (B, J) as images (B, h, w), clipped to [0, 1] for display."""
+    if int(np.prod(image_shape)) != model.x_dim:
+        raise ValueError(f"image_shape {tuple(image_shape)} does not hold the model's "
+                         f"{model.x_dim} pixels")
+    with no_grad():
+        mean = model.mean_x(np.asarray(z, model.dtype)).data
+    return np.clip(mean, 0, 1).reshape(len(z), *image_shape)
+
+
+def _to_2d(mu, fit_on):
+    """(points (n, 2), title suffix): mu itself for J = 2, otherwise mu projected
+    on the top two principal directions of `fit_on` (numpy SVD)."""
+    if mu.shape[1] < 2:
+        raise ValueError(f"a latent scatter needs latent >= 2, got latent={mu.shape[1]}")
+    if mu.shape[1] == 2:
+        return mu, ""
+    center = fit_on.mean(axis=0)
+    _, s, vt = np.linalg.svd(fit_on - center, full_matrices=False)
+    basis = vt[:2].T
+    # an SVD's signs are arbitrary; fix them so that the picture does not flip
+    basis *= np.sign(basis[np.abs(basis).argmax(axis=0), [0, 1]])
+    share = (s[:2] ** 2).sum() / max((s ** 2).sum(), np.finfo(float).tiny)
+    note = f"\nPCA projection of the {mu.shape[1]}-D latent ({share:.0%} of the variance)"
+    return (mu - center) @ basis, note
+
+
+def _scatter(ax, points, labels, projection):
+    """Dots coloured by class (tab10), a legend of the classes to the right,
+    and axes named z_1, z_2 or, for a projection, PC 1, PC 2."""
+    dots = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5,
+                      s=8, alpha=0.8, linewidths=0)
+    ax.legend(*dots.legend_elements(), title="class", loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set(xlabel="PC 1" if projection else "$z_1$", ylabel="PC 2" if projection else "$z_2$")
+    return dots
+
+
+def _figure(name, layout="constrained"):
+    """A Figure of SIZES[name] pixels on its own Agg canvas, and its one Axes."""
+    width, height = SIZES[name]
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _save(fig, path):
+    fig.savefig(path, dpi=DPI)
+    return fig
