@@ -32,11 +32,17 @@ def save_checkpoint(path, params, optimizer_state, meta, order=None):
         if isinstance(value, np.ndarray):
             arrays[f"optim/{key}"] = value
         else:
-            numbers[key] = value
+            numbers[key] = value.item() if isinstance(value, np.generic) else value
     if order is not None:
         arrays["order"] = np.asarray(order)
-    meta = {"format": FORMAT, **meta, "optimizer_numbers": numbers}
+    meta = {**meta, "format": FORMAT, "optimizer_numbers": numbers}
     arrays["meta"] = np.array(json.dumps(meta))
+    save_npz_atomically(path, arrays)
+
+
+def save_npz_atomically(path, arrays):
+    """np.savez to a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -56,18 +62,25 @@ def load_checkpoint(path):
     if path.is_dir():
         path = path / "checkpoint.npz"
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"{path}: holds a single array, not a minivae checkpoint")
+        with f:
             arrays = {key: f[key] for key in f.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"{path}: has no valid 'meta' record; not a minivae checkpoint") from None
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: has no valid 'meta' record; not a minivae checkpoint")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(meta.get("optimizer_numbers"), dict):
+        raise CheckpointError(f"{path}: has no optimizer record; the checkpoint is damaged")
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     optimizer_state = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
     optimizer_state.update(meta.pop("optimizer_numbers"))
@@ -82,11 +95,12 @@ def restore_params(model, params, where):
         missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
         raise CheckpointError(f"{where}: parameters do not match the model: missing {missing}, "
                               f"unexpected {extra}")
-    for name, shape in expected.items():
+    for name, shape in expected.items():   # check everything before changing anything
         if found[name] != shape:
             raise CheckpointError(f"{where}: parameter {name} has shape {found[name]}, "
                                   f"the model expects {shape}")
         if params[name].dtype != model.dtype:
             raise CheckpointError(f"{where}: parameter {name} is {params[name].dtype}, "
                                   f"the model is {model.dtype}")
+    for name in expected:
         model.params[name].data = np.array(params[name])
