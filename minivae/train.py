@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from minivae import data
-from minivae.checkpoint import load_checkpoint, restore_params, save_checkpoint
+from minivae import data, plots
+from minivae.checkpoint import (load_checkpoint, restore_params, save_checkpoint,
+                                save_npz_atomically)
 from minivae.evaluate import log_likelihood, mean_elbo
 from minivae.optim import OPTIMIZERS, NonFiniteGradient
 from minivae.vae import DECODERS, ESTIMATORS, INITS, VAE
@@ -24,6 +25,7 @@ from minivae.kernels import ACTIVATIONS
 TEST_BINARIZATION_SEED = 0  # one fixed binarization of the test set, for comparable numbers
 DEFAULT_LR = {"adagrad": 0.02, "adam": 1e-3, "sgd": 1e-3}
 EVAL_BATCH = 1000
+SNAPSHOT_IMAGES = 1000  # test images whose latent means the GIF follows
 
 
 class TrainingError(RuntimeError):
@@ -55,6 +57,8 @@ class Config:
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
+        if self.data is not None:   # the same directory compares equal from anywhere
+            self.data = str(Path(self.data).resolve())
         if self.lr is None:
             self.lr = DEFAULT_LR.get(self.optimizer)
         checks = [
@@ -149,121 +153,188 @@ def _stop_on_interrupt():
     return requested, previous
 
 
-def train(config, out, resume=None, progress=True, log=print):
+class Run:
+    """A training run's state: model, optimizer, random generator and position.
+
+    `position` says where the run is: the epochs done, the step within the
+    current epoch, and running totals.  Together with the current epoch's
+    data `order`, it is what a checkpoint stores to resume bit for bit.
+    """
+
+    def __init__(self, config, dataset, out):
+        self.config, self.dataset, self.out = config, dataset, Path(out)
+        self.inputs = Inputs(config, dataset)
+        self.n = len(dataset.train_images)
+        data.minibatch_indices(np.arange(self.n), config.batch_size)  # fail early on a bad size
+        self.rng = np.random.default_rng(config.seed)
+        self.model = build_model(config, dataset.dim, self.rng)
+        self.optimizer = OPTIMIZERS[config.optimizer](
+            self.model.params, lr=config.lr, clip_norm=config.clip_norm,
+            weight_decay=config.weight_decay / self.n,   # the prior's share per datapoint
+            **({"momentum": config.momentum} if config.optimizer == "sgd" else {}))
+        self.position = {"epoch": 0, "step": 0, "samples_seen": 0, "elbo_sum": 0.0,
+                         "epoch_seconds": 0.0, "train_seconds": 0.0}
+        self.order = None
+        self.checkpoint = self.out / "checkpoint.npz"
+        self.snapshots = []   # (epoch, encoder means of the first test images), for the GIF
+        self.snapshot_file = self.out / "latent_snapshots.npz"
+
+    def resume(self, path):
+        """Continue from the checkpoint at `path`, refusing one from another config."""
+        params, optimizer_state, meta, self.order = load_checkpoint(path)
+        saved = Config.from_dict(meta["config"])
+        if {**asdict(saved), "epochs": None} != {**asdict(self.config), "epochs": None}:
+            raise ValueError(f"{path}: was trained with a different config; resume it with "
+                             f"the same flags (only --epochs may change)")
+        restore_params(self.model, params, path)
+        self.optimizer.load_state_dict(optimizer_state)
+        self.rng.bit_generator.state = meta["rng"]
+        self.position = meta["position"]
+        if self.snapshot_file.is_file():
+            with np.load(self.snapshot_file) as f:
+                self.snapshots = [(int(e), mu) for e, mu in zip(f["epochs"], f["mu"])
+                                  if e <= self.position["epoch"]]
+        metrics = self.out / "metrics.jsonl"
+        if metrics.is_file():   # rows of epochs after the checkpoint will be written again
+            rows = [line for line in metrics.read_text().splitlines()
+                    if json.loads(line)["epoch"] <= self.position["epoch"]]
+            metrics.write_text("".join(row + "\n" for row in rows))
+
+    def save(self):
+        """Write the checkpoint atomically (see `checkpoint`)."""
+        meta = {"config": asdict(self.config), "position": self.position,
+                "rng": self.rng.bit_generator.state, "x_dim": self.dataset.dim,
+                "image_shape": list(self.dataset.image_shape)}
+        params = {name: t.data for name, t in self.model.named_parameters()}
+        save_checkpoint(self.checkpoint, params, self.optimizer.state_dict(), meta, self.order)
+
+    def last_good(self):
+        """Where the last good checkpoint is, for error messages."""
+        if self.checkpoint.exists():
+            return f"the last good checkpoint is {self.checkpoint}"
+        return "no checkpoint was written yet"
+
+    def step(self, idx, epoch):
+        """One AEVB step (Algorithm 1) on the training images idx; returns the ELBOs (B,)."""
+        config, model, optimizer = self.config, self.model, self.optimizer
+        x = self.inputs.train_batch(idx, self.rng)
+        eps = self.rng.standard_normal((config.samples, len(idx), config.latent), dtype=model.dtype)
+        elbo = model.elbo(x, eps, config.estimator)           # (B,), eq. 6 or 7
+        loss = -elbo.mean()                                   # eq. 8 divided by N
+        if not math.isfinite(loss.item()):
+            bad = next((name for name, t in model.named_parameters()
+                        if not np.isfinite(t.data).all()), None)
+            cause = f"parameter {bad} is not finite" if bad else "all parameters are finite"
+            raise TrainingError(f"the ELBO became {loss.item()} at step {optimizer.steps + 1} "
+                                f"(epoch {epoch}); {cause}; training stopped, {self.last_good()} "
+                                f"(try a smaller --lr)")
+        optimizer.zero_grad()
+        loss.backward()
+        try:
+            optimizer.step()
+        except NonFiniteGradient as err:
+            raise TrainingError(f"{err} (epoch {epoch}); training stopped, "
+                                f"{self.last_good()}") from None
+        return elbo.data
+
+    def end_epoch(self, epoch, log, figures):
+        """Evaluate, write the metrics row, checkpoint, and draw the epoch's figures."""
+        config, position = self.config, self.position
+        train_elbo = position["elbo_sum"] / self.n
+        started = time.perf_counter()
+        test_elbo = mean_elbo(self.model, self.inputs.test_batches(),
+                              np.random.default_rng([config.seed, epoch]), config.estimator)
+        row = {"epoch": epoch, "samples_seen": position["samples_seen"],
+               "train_elbo": train_elbo, "test_elbo": test_elbo,
+               "epoch_seconds": position["epoch_seconds"],
+               "train_seconds": position["train_seconds"] + position["epoch_seconds"],
+               "eval_seconds": time.perf_counter() - started}
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        log(f"epoch {epoch:3d}  train ELBO {train_elbo:9.3f}  test ELBO {test_elbo:9.3f}  "
+            f"({row['epoch_seconds']:.1f} s, {self.n / row['epoch_seconds']:.0f} samples/s)")
+        self.position = {"epoch": epoch, "step": 0, "samples_seen": position["samples_seen"],
+                         "elbo_sum": 0.0, "epoch_seconds": 0.0,
+                         "train_seconds": row["train_seconds"]}
+        self.order = None
+        self.save()
+        if figures:
+            self.snapshots.append((epoch, plots.encoder_means(
+                self.model, self.inputs.test[:SNAPSHOT_IMAGES])))
+            save_npz_atomically(self.snapshot_file, {
+                "epochs": np.array([e for e, _ in self.snapshots]),
+                "mu": np.stack([mu for _, mu in self.snapshots])})
+            self.draw_figures()
+
+    def draw_figures(self):
+        """Reconstructions, samples (the same z every epoch) and the latent GIF so far."""
+        shape, test = self.dataset.image_shape, self.inputs.test
+        plots.reconstructions(self.model, test[:10], self.out / "recon.png", image_shape=shape)
+        plots.samples(self.model, self.out / "samples.png",
+                      np.random.default_rng([self.config.seed, 1]), image_shape=shape)
+        if self.model.latent >= 2 and len(self.snapshots) > 1:
+            plots.latent_animation(self.snapshots, self.dataset.test_labels[:SNAPSHOT_IMAGES],
+                                   self.out / "latent.gif")
+
+
+def train(config, out, resume=None, progress=True, log=print, figures=True):
     """Train a VAE by AEVB; returns a summary dict (test ELBO, log p(x), paths).
 
     Writes `out/checkpoint.npz` (after every epoch, and on Ctrl-C),
-    `out/metrics.jsonl` (one row per epoch) and `out/config.json`.  With
-    `resume` (a checkpoint or run directory), the run continues from the
-    saved position bit for bit; `config.epochs` may be raised to go on.
+    `out/metrics.jsonl` (one row per epoch), `out/config.json` and, with
+    `figures`, recon.png, samples.png and latent.gif after every epoch.
+    With `resume` (a checkpoint or run directory), the run continues from
+    the saved position bit for bit; `config.epochs` may be raised to go on.
     """
-    out = Path(out)
-    dataset = data.load_mnist(config.data)
-    inputs = Inputs(config, dataset)
-    n = len(dataset.train_images)
-    data.minibatch_indices(np.arange(n), config.batch_size)  # fail early on a bad size
-    rng = np.random.default_rng(config.seed)
-    model = build_model(config, dataset.dim, rng)
-    optimizer = OPTIMIZERS[config.optimizer](
-        model.params, lr=config.lr, weight_decay=config.weight_decay / n,   # prior scaled 1/N
-        clip_norm=config.clip_norm,
-        **({"momentum": config.momentum} if config.optimizer == "sgd" else {}))
-    position = {"epoch": 0, "step": 0, "samples_seen": 0, "elbo_sum": 0.0,
-                "epoch_seconds": 0.0, "train_seconds": 0.0}
-    order = None
+    run = Run(config, data.load_mnist(config.data), out)
     if resume is not None:
-        params, optimizer_state, meta, order = load_checkpoint(resume)
-        saved = Config.from_dict(meta["config"])
-        if {**asdict(saved), "epochs": None} != {**asdict(config), "epochs": None}:
-            raise ValueError(f"{resume}: was trained with a different config; resume it with "
-                             f"the same flags (only --epochs may change)")
-        restore_params(model, params, resume)
-        optimizer.load_state_dict(optimizer_state)
-        rng.bit_generator.state = meta["rng"]
-        position = meta["position"]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    checkpoint = out / "checkpoint.npz"
-
-    def save(order):
-        meta = {"config": asdict(config), "position": position, "rng": rng.bit_generator.state}
-        params = {name: t.data for name, t in model.named_parameters()}
-        save_checkpoint(checkpoint, params, optimizer.state_dict(), meta, order)
-
-    L, J = config.samples, config.latent
+        run.resume(resume)
+    elif run.checkpoint.exists():
+        raise ValueError(f"{run.out} already holds a run; continue it with --resume "
+                         f"{run.out}, or choose another --out")
+    run.out.mkdir(parents=True, exist_ok=True)
+    (run.out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     requested, previous_handler = _stop_on_interrupt()
+
+    def stop(epoch):
+        run.save()
+        log(f"interrupted: saved {run.checkpoint} at epoch {epoch}, step "
+            f"{run.position['step']}; continue with --resume {run.out}")
+        raise KeyboardInterrupt
+
     try:
-        while position["epoch"] < config.epochs:
-            epoch = position["epoch"] + 1
-            if order is None:
-                order = rng.permutation(n)
-            batches = data.minibatch_indices(order, config.batch_size)
+        while run.position["epoch"] < config.epochs:
+            epoch, position = run.position["epoch"] + 1, run.position
+            if run.order is None:
+                run.order = run.rng.permutation(run.n)
+            batches = data.minibatch_indices(run.order, config.batch_size)
             bar = tqdm(total=len(batches), initial=position["step"], desc=f"epoch {epoch}",
                        disable=None if progress else True, unit="batch", leave=False)
             started = time.perf_counter() - position["epoch_seconds"]
             for step in range(position["step"], len(batches)):
-                idx = batches[step]
-                x = inputs.train_batch(idx, rng)
-                eps = rng.standard_normal((L, len(idx), J), dtype=model.dtype)
-                elbo = model.elbo(x, eps, config.estimator)           # (B,), eq. 6 or 7
-                loss = -elbo.mean()                                   # eq. 8 divided by N
-                if not math.isfinite(loss.item()):
-                    raise TrainingError(_nonfinite_loss(loss.item(), optimizer.steps + 1,
-                                                        epoch, model, checkpoint))
-                optimizer.zero_grad()
-                loss.backward()
-                try:
-                    optimizer.step()
-                except NonFiniteGradient as err:
-                    raise TrainingError(f"{err} (epoch {epoch}); training stopped, the last "
-                                        f"good checkpoint is {checkpoint}") from None
+                elbo = run.step(batches[step], epoch)
                 position["step"] = step + 1
-                position["samples_seen"] += len(idx)
-                position["elbo_sum"] += float(np.sum(elbo.data, dtype=np.float64))
+                position["samples_seen"] += len(elbo)
+                position["elbo_sum"] += float(np.sum(elbo, dtype=np.float64))
                 position["epoch_seconds"] = time.perf_counter() - started
-                seen = position["step"] * config.batch_size
-                bar.set_postfix(elbo=f"{position['elbo_sum'] / min(seen, n):.2f}",
-                                samples_per_s=f"{min(seen, n) / position['epoch_seconds']:.0f}",
+                seen = min(position["step"] * config.batch_size, run.n)
+                bar.set_postfix(elbo=f"{position['elbo_sum'] / seen:.2f}",
+                                samples_per_s=f"{seen / position['epoch_seconds']:.0f}",
                                 refresh=False)
                 bar.update()
                 if requested:
                     bar.close()
-                    save(order)
-                    log(f"interrupted: saved {checkpoint} at epoch {epoch}, step "
-                        f"{position['step']}; continue with --resume {out}")
-                    raise KeyboardInterrupt
+                    stop(epoch)
             bar.close()
-            train_elbo = position["elbo_sum"] / n
-            eval_started = time.perf_counter()
-            test_elbo = mean_elbo(model, inputs.test_batches(),
-                                  np.random.default_rng([config.seed, epoch]), config.estimator)
-            row = {"epoch": epoch, "samples_seen": position["samples_seen"],
-                   "train_elbo": train_elbo, "test_elbo": test_elbo,
-                   "epoch_seconds": position["epoch_seconds"],
-                   "train_seconds": position["train_seconds"] + position["epoch_seconds"],
-                   "eval_seconds": time.perf_counter() - eval_started}
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            log(f"epoch {epoch:3d}  train ELBO {train_elbo:9.3f}  test ELBO {test_elbo:9.3f}  "
-                f"({row['epoch_seconds']:.1f} s, {n / row['epoch_seconds']:.0f} samples/s)")
-            position = {"epoch": epoch, "step": 0, "samples_seen": position["samples_seen"],
-                        "elbo_sum": 0.0, "epoch_seconds": 0.0, "train_seconds": row["train_seconds"]}
-            order = None
-            save(order)
+            run.end_epoch(epoch, log, figures)
+            if requested:
+                stop(epoch)
     finally:
         signal.signal(signal.SIGINT, previous_handler)
-    log_px = log_likelihood(model, inputs.test_batches(batch_size=100),
-                            np.random.default_rng([config.seed, 0, config.k]), k=config.k)
-    test_elbo = mean_elbo(model, inputs.test_batches(), np.random.default_rng([config.seed, 0]),
+    seed, inputs = config.seed, run.inputs
+    log_px = log_likelihood(run.model, inputs.test_batches(batch_size=100),
+                            np.random.default_rng([seed, 0, config.k]), k=config.k)
+    test_elbo = mean_elbo(run.model, inputs.test_batches(), np.random.default_rng([seed, 0]),
                           config.estimator)
     return {"test_elbo": test_elbo, "log_px": log_px, "k": config.k,
-            "checkpoint": str(checkpoint), "metrics": str(out / "metrics.jsonl")}
-
-
-def _nonfinite_loss(value, step, epoch, model, checkpoint):
-    """One line naming the step and the first parameter that is not finite."""
-    bad = next((name for name, t in model.named_parameters()
-                if not np.isfinite(t.data).all()), None)
-    cause = f"parameter {bad} is not finite" if bad else "all parameters are finite"
-    return (f"the ELBO became {value} at step {step} (epoch {epoch}); {cause}; training "
-            f"stopped, the last good checkpoint is {checkpoint} (try a smaller --lr)")
+            "checkpoint": str(run.checkpoint), "metrics": str(run.out / "metrics.jsonl")}
