@@ -1,0 +1,126 @@
+"""Every script in examples/ runs, in a tiny configuration, and prints what it promises.
+
+Each example has one entry in EXAMPLES: its tiny command-line flags and the
+check of its output.  A test fails if a script in examples/ has no entry, so
+no example can rot untested.
+"""
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = ROOT / "examples"
+NUMBER = r"-?\d+\.\d+(?:e[-+]\d+)?"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def check_train_mnist(stdout, out):
+    elbos = [float(v) for v in re.findall(rf"^epoch 1  test ELBO ({NUMBER}) nats", stdout, re.M)]
+    assert len(elbos) == 1, stdout
+    assert -1000 < elbos[0] < 0, f"a test ELBO of {elbos[0]} nats per image is implausible"
+
+
+def check_manifold_2d(stdout, out):
+    assert re.search(rf"^epoch 1  test ELBO {NUMBER} nats", stdout, re.M), stdout
+    for name in ("manifold.png", "latent_scatter.png"):
+        path = out / name
+        assert path.is_file(), f"{name} was not written; output was:\n{stdout}"
+        assert path.read_bytes()[:8] == PNG_MAGIC, f"{name} is not a PNG file"
+
+
+def check_gradient_check(stdout, out):
+    assert stdout.count("analytic") == 2 and stdout.count("finite diff") == 2, stdout
+    rows = re.findall(rf"^  (?:en|de)coder\.\S+ +\(.*?\) +({NUMBER}) +({NUMBER}) +({NUMBER})$",
+                      stdout, re.M)
+    assert len(rows) == 2 * 2, f"expected 2 table rows per estimator (--rows 2):\n{stdout}"
+    for analytic, numeric, difference in rows:
+        assert abs(float(analytic) - float(numeric)) < 1e-6 and float(difference) < 1e-6
+    assert stdout.count("gradcheck passed") == 2, stdout
+
+
+def check_estimators(stdout, out):
+    for estimator in "AB":
+        assert re.search(rf"estimator {estimator}: mean +{NUMBER} +standard error {NUMBER}",
+                         stdout), stdout
+    assert re.search(rf"A - B, same eps: {NUMBER} \+- {NUMBER}", stdout), stdout
+    total = re.search(rf"all encoder +\d+ +({NUMBER}) +({NUMBER}) +({NUMBER})", stdout)
+    assert total, stdout
+    var_a, var_b, ratio = map(float, total.groups())
+    assert var_a > 0 and var_b > 0
+    assert ratio == pytest.approx(var_a / var_b, rel=0.01)
+    assert re.search(r"Decoder \(theta\) gradients .* largest difference", stdout), stdout
+
+
+# name -> (tiny flags, check(stdout, out_dir)); "{out}" is replaced by a temporary directory
+EXAMPLES = {
+    "train_mnist": (["--epochs", "1", "--train-images", "500"], check_train_mnist),
+    "manifold_2d": (["--epochs", "1", "--train-images", "500", "--test-images", "200",
+                     "--hidden", "50", "--out", "{out}"], check_manifold_2d),
+    "gradient_check": (["--rows", "2"], check_gradient_check),
+    "estimators": (["--epochs", "1", "--train-images", "500", "--draws", "20",
+                    "--batch-size", "20"], check_estimators),
+}
+
+
+def example_scripts():
+    return sorted(p.stem for p in EXAMPLES_DIR.glob("*.py"))
+
+
+def test_every_example_has_an_entry_in_the_table():
+    scripts = set(example_scripts())
+    assert scripts, f"no examples found in {EXAMPLES_DIR}"
+    assert scripts - set(EXAMPLES) == set(), "examples without a test entry in EXAMPLES"
+    assert set(EXAMPLES) - scripts == set(), "EXAMPLES names scripts that do not exist"
+
+
+@pytest.mark.parametrize("name", example_scripts())
+def test_example_docstring_says_what_it_shows_and_how_to_run_it(name):
+    docstring = ast.get_docstring(ast.parse((EXAMPLES_DIR / f"{name}.py").read_text()))
+    assert docstring, f"examples/{name}.py has no header docstring"
+    assert "Shows:" in docstring and f"python examples/{name}.py" in docstring
+
+
+def run_python(args, cwd):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_runs_in_tiny_form_and_prints_its_results(name, tmp_path):
+    flags, check = EXAMPLES[name]
+    out = tmp_path / "out"
+    result = run_python([str(EXAMPLES_DIR / f"{name}.py"),
+                         *[flag.replace("{out}", str(out)) for flag in flags]], tmp_path)
+    assert result.returncode == 0, (f"examples/{name}.py exited with {result.returncode}\n"
+                                    f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    check(result.stdout, out)
+
+
+# The ELBO plus a term that depends on a parameter outside the graph: backward
+# never sees it, finite differences do, so every gradient check must fail.
+BREAK_THE_GRADIENT = """
+import runpy, sys
+import numpy as np
+from minivae.autograd import Tensor
+from minivae.vae import VAE
+elbo = VAE.elbo
+VAE.elbo = lambda self, x, eps, estimator="B": elbo(self, x, eps, estimator) + Tensor(
+    np.sum(self.params["decoder.logits.W"].data))
+sys.argv = ["gradient_check.py", "--rows", "1"]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def test_gradient_check_exits_nonzero_when_a_gradient_is_wrong(tmp_path):
+    script = str(EXAMPLES_DIR / "gradient_check.py")
+    result = run_python(["-c", BREAK_THE_GRADIENT.format(script=script)], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.count("gradcheck FAILED") == 2, result.stdout
+    assert "gradcheck passed" not in result.stdout
