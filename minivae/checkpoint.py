@@ -103,4 +103,4 @@ def restore_params(model, params, where):
             raise CheckpointError(f"{where}: parameter {name} is {params[name].dtype}, "
                                   f"the model is {model.dtype}")
     for name in expected:
-        model.params[name].data = np.array(params[name])
+        model.params[name].data = np.array(params[name], order="C")  # a C-ordered copy

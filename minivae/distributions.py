@@ -27,12 +27,12 @@ def bernoulli_log_prob(x, logits):
     logits of any size (the Bernoulli MLP decoder of Appendix C).
     """
     x, logits = _rows("bernoulli_log_prob", x=x, logits=logits)
+    log_p, x_minus_y = kernels.bernoulli_log_prob(x.data, logits.data)
 
-    def vjp(g):  # d/dlogits = x - sigmoid(logits), d/dx = logits
+    def vjp(g):  # d/dx = logits, d/dlogits = x - sigmoid(logits)
         return (g[:, None] * logits.data if x.requires_grad else None,
-                kernels.bernoulli_log_prob_grad(x.data, logits.data, g))
-    return node(kernels.bernoulli_log_prob(x.data, logits.data), (x, logits), vjp,
-                "bernoulli_log_prob")
+                g[:, None] * x_minus_y)
+    return node(log_p, (x, logits), vjp, "bernoulli_log_prob")
 
 
 @op
@@ -43,11 +43,11 @@ def gaussian_log_prob(x, mu, logvar):
     in SGVB estimator A (eq. 6).
     """
     x, mu, logvar = _rows("gaussian_log_prob", x=x, mu=mu, logvar=logvar)
+    log_p, inv_var = kernels.gaussian_log_prob(x.data, mu.data, logvar.data)
 
     def vjp(g):  # see kernels.gaussian_log_prob_grad for the three derivatives
-        return kernels.gaussian_log_prob_grad(x.data, mu.data, logvar.data, g)
-    return node(kernels.gaussian_log_prob(x.data, mu.data, logvar.data), (x, mu, logvar),
-                vjp, "gaussian_log_prob")
+        return kernels.gaussian_log_prob_grad(x.data, mu.data, inv_var, g)
+    return node(log_p, (x, mu, logvar), vjp, "gaussian_log_prob")
 
 
 @op
@@ -58,10 +58,11 @@ def gaussian_kl(mu, logvar):
     estimator B (eq. 7) uses it in place of sampling.
     """
     mu, logvar = _rows("gaussian_kl", mu=mu, logvar=logvar)
+    kl, var = kernels.gaussian_kl(mu.data, logvar.data)
 
     def vjp(g):  # dKL/dmu = mu, dKL/dlogvar = (exp(logvar) - 1) / 2
-        return kernels.gaussian_kl_grad(mu.data, logvar.data, g)
-    return node(kernels.gaussian_kl(mu.data, logvar.data), (mu, logvar), vjp, "gaussian_kl")
+        return kernels.gaussian_kl_grad(mu.data, var, g)
+    return node(kl, (mu, logvar), vjp, "gaussian_kl")
 
 
 @op
@@ -72,9 +73,9 @@ def reparameterize(mu, logvar, eps):
     outside the graph, z ~ N(mu, sigma^2) and gradients flow to mu, logvar.
     """
     mu, logvar, eps = _rows("reparameterize", mu=mu, logvar=logvar, eps=eps)
+    z, sigma = kernels.reparameterize(mu.data, logvar.data, eps.data)
 
     def vjp(g):  # dz/dmu = 1, dz/dlogvar = eps sigma / 2, dz/deps = sigma
-        g_logvar, g_eps = kernels.reparameterize_grad(logvar.data, eps.data, g)
+        g_logvar, g_eps = kernels.reparameterize_grad(sigma, eps.data, g)
         return g, g_logvar, g_eps
-    return node(kernels.reparameterize(mu.data, logvar.data, eps.data), (mu, logvar, eps),
-                vjp, "reparameterize")
+    return node(z, (mu, logvar, eps), vjp, "reparameterize")

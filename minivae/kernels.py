@@ -1,16 +1,25 @@
-"""Numba kernels: the loops that do the arithmetic, in float32 or float64.
+"""Kernels: the loops that do the arithmetic, in float32 or float64.
 
 Each kernel works on plain numpy arrays and knows nothing of tensors or of
-the VAE; `ops` and `distributions` wrap them with their derivatives.  Only
-`matmul_loop` runs threads: the elementwise kernels touch at most a few
-hundred thousand numbers per call, where starting threads costs more than
-it saves and competes with BLAS for the two cores (benchmarks/RESULTS.md).  Every
-kernel is compiled on first use for the dtype it is given and cached on disk
-(``cache=True``), so a second process loads it instead of compiling again.
+the VAE; `ops`, `distributions` and `optim` wrap them with their
+derivatives.  The work is split by what each tool does best, as measured
+in benchmarks/RESULTS.md:
 
-Constants are made with ``x.dtype.type(c)`` or ``type(v)(c)``: a bare
-``1.0`` is a float64 literal and would promote float32 arithmetic to float64.  No kernel uses
-``fastmath``, so NaN and Inf propagate to the checks that look for them.
+- matmuls go to BLAS through numpy (`matmul`); `matmul_loop` is the same
+  product written out in Numba, to be read;
+- exp, log1p and tanh of whole arrays go to numpy, whose float32 ufuncs
+  are SIMD-vectorized, while Numba compiles them to one libm call per
+  element, tens of times slower;
+- the arithmetic around them is fused by Numba into one pass over memory,
+  which numpy would spread over several passes and temporary arrays.
+
+Numba kernels are compiled on first use for the dtype they are given and
+cached on disk (``cache=True``), so a second process loads them.  They run
+on one thread: at VAE sizes, starting threads costs more than it saves
+and competes with BLAS for the cores.  Constants are made with
+``x.dtype.type(c)`` or ``type(v)(c)``, since a bare ``1.0`` is a float64
+literal and would promote float32 arithmetic.  No kernel uses ``fastmath``,
+so NaN and Inf propagate to the checks that look for them.
 """
 import numpy as np
 from numba import njit, prange
@@ -53,23 +62,40 @@ def matmul(a, b):
 
 # ---------------------------------------------------------------- activations
 
-@njit(cache=True)
-def _activate(v, act):
-    """act(v) for one scalar; sigmoid and softplus in their stable forms."""
-    zero, one = type(v)(0), type(v)(1)
+def _sigmoid(x):
+    """1 / (1 + e^-x), stable for any x: e^-|x| never overflows."""
+    e = np.exp(-np.abs(x))
+    r = 1 / (1 + e)
+    return np.where(x >= 0, r, e * r)
+
+
+def activate(x, act):
+    """y = act(x) elementwise, any shape; `act` is a code from ACTIVATIONS."""
     if act == TANH:
-        return np.tanh(v)
+        return np.tanh(x)
     if act == SIGMOID:
-        if v >= zero:
-            return one / (one + np.exp(-v))
-        e = np.exp(v)
-        return e / (one + e)
+        return _sigmoid(x)
     if act == RELU:
-        return zero if v <= zero else v    # NaN <= 0 is False: NaN passes through
+        return np.maximum(x, 0)                  # NaN stays NaN
     if act == SOFTPLUS:
-        # log(1 + e^v) = max(v, 0) + log(1 + e^-|v|): no overflow for any v
-        return max(v, zero) + np.log1p(np.exp(-abs(v)))
-    return v
+        with np.errstate(invalid="ignore"):      # NaN in, NaN out, without a warning
+            return np.logaddexp(x, 0)            # log(1 + e^x) without overflow
+    return x.copy()
+
+
+def bias_activate(pre, b, act):
+    """In place: pre <- act(pre + b), for pre (n, m) and b (m,).
+
+    Run on a matmul's fresh output, this is a linear layer's bias and
+    activation with no new array for tanh, relu and identity.
+    """
+    pre += b
+    if act == TANH:
+        np.tanh(pre, out=pre)
+    elif act == RELU:
+        np.maximum(pre, 0, out=pre)
+    elif act != IDENTITY:
+        pre[...] = activate(pre, act)
 
 
 @njit(cache=True)
@@ -88,20 +114,9 @@ def _activate_slope(y, act):
 
 
 @njit(cache=True)
-def activate(x, act):
-    """y = act(x) elementwise, any shape; `act` is a code from ACTIVATIONS."""
-    xf = x.ravel()
-    y = np.empty_like(xf)
-    for i in range(xf.size):
-        y[i] = _activate(xf[i], act)
-    return y.reshape(x.shape)
-
-
-@njit(cache=True)
 def activate_grad(y, g, act):
     """g * act'(x) elementwise, from the output y = act(x) and upstream g."""
-    yf = y.ravel()
-    gf = g.ravel()
+    yf, gf = y.ravel(), g.ravel()
     out = np.empty_like(yf)
     for i in range(yf.size):
         out[i] = gf[i] * _activate_slope(yf[i], act)
@@ -109,90 +124,101 @@ def activate_grad(y, g, act):
 
 
 @njit(cache=True)
-def bias_activate(pre, b, act):
-    """In place: pre[i, j] <- act(pre[i, j] + b[j]) for pre (n, m), b (m,).
-
-    Run on the matmul's output, this fuses a linear layer's bias and
-    activation into one pass over memory.
-    """
-    n, m = pre.shape
+def bias_activate_grad(y, g, act):
+    """The backward of `bias_activate`, in one pass over (n, m):
+    g_pre = g * act'(pre) from the output y, and g_b = sum over rows of g_pre."""
+    n, m = y.shape
+    g_pre = np.empty_like(y)
+    g_b = np.zeros(m, y.dtype)
     for i in range(n):
         for j in range(m):
-            pre[i, j] = _activate(pre[i, j] + b[j], act)
+            g_pre[i, j] = g[i, j] * _activate_slope(y[i, j], act)
+            g_b[j] += g_pre[i, j]
+    return g_pre, g_b
 
 
 # ---------------------------------------------------------------- Bernoulli
 
-@njit(cache=True)
 def bernoulli_log_prob(x, logits):
-    """sum_j x log y + (1 - x) log(1 - y), y = sigmoid(logits): (n, d) -> (n,).
+    """sum_j x log y + (1 - x) log(1 - y), y = sigmoid(logits): (n, d) -> (n,),
+    and its derivative x - sigmoid(logits) with respect to the logits, (n, d).
 
-    Written from the logits as x l - softplus(l), which stays exact for
-    logits of any magnitude (Appendix C, Bernoulli MLP).
+    Written from the logits as x l - softplus(l), with softplus(l) =
+    max(l, 0) + log(1 + e^-|l|): exact for logits of any magnitude
+    (Appendix C, Bernoulli MLP).  e^-|l| and its log1p are numpy passes.
     """
+    e = np.exp(-np.abs(logits))                  # in (0, 1]: cannot overflow
+    return _bernoulli_rows(x, logits, e, np.log1p(e))
+
+
+@njit(cache=True)
+def _bernoulli_rows(x, logits, e, log1p_e):
     n, d = logits.shape
-    zero = logits.dtype.type(0)
-    out = np.empty(n, logits.dtype)
+    zero, one = logits.dtype.type(0), logits.dtype.type(1)
+    log_p = np.empty(n, logits.dtype)
+    x_minus_y = np.empty_like(logits)
     for i in range(n):
         s = zero
         for j in range(d):
             l = logits[i, j]
-            s += x[i, j] * l - (max(l, zero) + np.log1p(np.exp(-abs(l))))
-        out[i] = s
-    return out
-
-
-@njit(cache=True)
-def bernoulli_log_prob_grad(x, logits, g):
-    """d/dlogits of g_i * bernoulli_log_prob: g_i (x - sigmoid(l)), (n, d)."""
-    n, d = logits.shape
-    out = np.empty_like(logits)
-    for i in range(n):
-        for j in range(d):
-            out[i, j] = g[i] * (x[i, j] - _activate(logits[i, j], SIGMOID))
-    return out
+            s += x[i, j] * l - (l if l > zero else zero) - log1p_e[i, j]
+            r = one / (one + e[i, j])            # sigmoid(|l|)
+            x_minus_y[i, j] = x[i, j] - (r if l >= zero else e[i, j] * r)
+        log_p[i] = s
+    return log_p, x_minus_y
 
 
 # ---------------------------------------------------------------- Gaussian
 
-@njit(cache=True)
 def gaussian_kl(mu, logvar):
-    """KL(N(mu, exp(logvar)) || N(0, I)) per row: (n, j) -> (n,).
+    """KL(N(mu, exp(logvar)) || N(0, I)) per row, (n, j) -> (n,), and
+    sigma^2 = exp(logvar), (n, j), which its derivative reuses.
 
     -KL = 1/2 sum_j (1 + log sigma^2 - mu^2 - sigma^2)   (Appendix B)
     """
+    var = np.exp(logvar)
+    return _kl_rows(mu, logvar, var), var
+
+
+@njit(cache=True)
+def _kl_rows(mu, logvar, var):
     n, m = mu.shape
     zero, half, one = mu.dtype.type(0), mu.dtype.type(0.5), mu.dtype.type(1)
     out = np.empty(n, mu.dtype)
     for i in range(n):
         s = zero
         for j in range(m):
-            lv = logvar[i, j]
-            s += np.exp(lv) + mu[i, j] * mu[i, j] - lv - one
+            s += var[i, j] + mu[i, j] * mu[i, j] - logvar[i, j] - one
         out[i] = half * s
     return out
 
 
 @njit(cache=True)
-def gaussian_kl_grad(mu, logvar, g):
-    """(dKL/dmu, dKL/dlogvar) scaled by g_i: (g mu, g (exp(logvar) - 1) / 2)."""
+def gaussian_kl_grad(mu, var, g):
+    """(dKL/dmu, dKL/dlogvar) scaled by g_i: (g mu, g (sigma^2 - 1) / 2)."""
     n, m = mu.shape
     half, one = mu.dtype.type(0.5), mu.dtype.type(1)
-    gmu = np.empty_like(mu)
-    glogvar = np.empty_like(logvar)
+    g_mu = np.empty_like(mu)
+    g_logvar = np.empty_like(mu)
     for i in range(n):
         for j in range(m):
-            gmu[i, j] = g[i] * mu[i, j]
-            glogvar[i, j] = g[i] * half * (np.exp(logvar[i, j]) - one)
-    return gmu, glogvar
+            g_mu[i, j] = g[i] * mu[i, j]
+            g_logvar[i, j] = g[i] * half * (var[i, j] - one)
+    return g_mu, g_logvar
+
+
+def gaussian_log_prob(x, mu, logvar):
+    """log N(x; mu, diag(exp(logvar))) per row, (n, d) -> (n,), and
+    1 / sigma^2 = exp(-logvar), (n, d), which its derivative reuses.
+
+    sum_j -1/2 (log 2 pi + logvar + (x - mu)^2 / sigma^2)   (Appendix C)
+    """
+    inv_var = np.exp(-logvar)
+    return _gaussian_rows(x, mu, logvar, inv_var), inv_var
 
 
 @njit(cache=True)
-def gaussian_log_prob(x, mu, logvar):
-    """log N(x; mu, diag(exp(logvar))) per row: (n, d) -> (n,).
-
-    sum_j -1/2 (log 2 pi + logvar + (x - mu)^2 / exp(logvar))   (Appendix C)
-    """
+def _gaussian_rows(x, mu, logvar, inv_var):
     n, d = x.shape
     zero, half = x.dtype.type(0), x.dtype.type(0.5)
     log_2pi = x.dtype.type(np.log(2 * np.pi))
@@ -201,13 +227,13 @@ def gaussian_log_prob(x, mu, logvar):
         s = zero
         for j in range(d):
             r = x[i, j] - mu[i, j]
-            s += log_2pi + logvar[i, j] + r * r * np.exp(-logvar[i, j])
+            s += log_2pi + logvar[i, j] + r * r * inv_var[i, j]
         out[i] = -half * s
     return out
 
 
 @njit(cache=True)
-def gaussian_log_prob_grad(x, mu, logvar, g):
+def gaussian_log_prob_grad(x, mu, inv_var, g):
     """Gradients of g_i * gaussian_log_prob with respect to (x, mu, logvar).
 
     With r = (x - mu) / sigma^2:  d/dx = -r,  d/dmu = r,
@@ -215,57 +241,63 @@ def gaussian_log_prob_grad(x, mu, logvar, g):
     """
     n, d = x.shape
     half, one = x.dtype.type(0.5), x.dtype.type(1)
-    gx = np.empty_like(x)
-    gmu = np.empty_like(x)
-    glogvar = np.empty_like(x)
+    g_x = np.empty_like(x)
+    g_mu = np.empty_like(x)
+    g_logvar = np.empty_like(x)
     for i in range(n):
         for j in range(d):
             diff = x[i, j] - mu[i, j]
-            r = diff * np.exp(-logvar[i, j])
-            gx[i, j] = -g[i] * r
-            gmu[i, j] = g[i] * r
-            glogvar[i, j] = g[i] * half * (diff * r - one)
-    return gx, gmu, glogvar
+            r = diff * inv_var[i, j]
+            g_x[i, j] = -g[i] * r
+            g_mu[i, j] = g[i] * r
+            g_logvar[i, j] = g[i] * half * (diff * r - one)
+    return g_x, g_mu, g_logvar
 
 
 # ---------------------------------------------------------------- reparameterization
 
-@njit(cache=True)
 def reparameterize(mu, logvar, eps):
-    """z = mu + exp(logvar / 2) * eps, elementwise on (n, j)   (eq. 10)."""
+    """z = mu + sigma * eps with sigma = exp(logvar / 2), elementwise on (n, j)
+    (eq. 10); returns z and sigma, which the derivative reuses."""
+    sigma = np.exp(logvar * logvar.dtype.type(0.5))
+    return _mu_plus_sigma_eps(mu, sigma, eps), sigma
+
+
+@njit(cache=True)
+def _mu_plus_sigma_eps(mu, sigma, eps):
     n, m = mu.shape
-    half = mu.dtype.type(0.5)
     z = np.empty_like(mu)
     for i in range(n):
         for j in range(m):
-            z[i, j] = mu[i, j] + np.exp(half * logvar[i, j]) * eps[i, j]
+            z[i, j] = mu[i, j] + sigma[i, j] * eps[i, j]
     return z
 
 
 @njit(cache=True)
-def reparameterize_grad(logvar, eps, g):
-    """(dz/dlogvar * g, dz/deps * g) = (g eps sigma / 2, g sigma); dz/dmu = 1."""
-    n, m = logvar.shape
-    half = logvar.dtype.type(0.5)
-    glogvar = np.empty_like(logvar)
-    geps = np.empty_like(logvar)
+def reparameterize_grad(sigma, eps, g):
+    """(g dz/dlogvar, g dz/deps) = (g eps sigma / 2, g sigma); dz/dmu = 1."""
+    n, m = sigma.shape
+    half = sigma.dtype.type(0.5)
+    g_logvar = np.empty_like(sigma)
+    g_eps = np.empty_like(sigma)
     for i in range(n):
         for j in range(m):
-            sigma = np.exp(half * logvar[i, j])
-            geps[i, j] = g[i, j] * sigma
-            glogvar[i, j] = half * geps[i, j] * eps[i, j]
-    return glogvar, geps
+            g_eps[i, j] = g[i, j] * sigma[i, j]
+            g_logvar[i, j] = half * g_eps[i, j] * eps[i, j]
+    return g_logvar, g_eps
 
 
 # ---------------------------------------------------------------- optimizer updates
 # One pass over a parameter and its state per step, in place.  g is scaled
 # by `scale` (gradient clipping) and gets `weight_decay * theta` added (the
 # prior's gradient) inside the loop, so no temporary arrays are made.
+# reshape(-1) views the arrays as flat; for an array that is not contiguous
+# Numba refuses it, where ravel() would quietly update a copy.
 
 @njit(cache=True)
 def sgd_update(theta, g, velocity, lr, momentum, weight_decay, scale):
     """v <- momentum v + g';  theta <- theta - lr v,  with g' = scale g + wd theta."""
-    t, gf, v = theta.ravel(), g.ravel(), velocity.ravel()
+    t, gf, v = theta.reshape(-1), g.ravel(), velocity.reshape(-1)
     lr, momentum = t.dtype.type(lr), t.dtype.type(momentum)
     weight_decay, scale = t.dtype.type(weight_decay), t.dtype.type(scale)
     for i in range(t.size):
@@ -276,7 +308,7 @@ def sgd_update(theta, g, velocity, lr, momentum, weight_decay, scale):
 @njit(cache=True)
 def adagrad_update(theta, g, G, lr, eps, weight_decay, scale):
     """G <- G + g'^2;  theta <- theta - lr g' / (sqrt(G) + eps)."""
-    t, gf, Gf = theta.ravel(), g.ravel(), G.ravel()
+    t, gf, Gf = theta.reshape(-1), g.ravel(), G.reshape(-1)
     lr, eps = t.dtype.type(lr), t.dtype.type(eps)
     weight_decay, scale = t.dtype.type(weight_decay), t.dtype.type(scale)
     for i in range(t.size):
@@ -289,7 +321,7 @@ def adagrad_update(theta, g, G, lr, eps, weight_decay, scale):
 def adam_update(theta, g, m, v, lr, beta1, beta2, eps, step, weight_decay, scale):
     """Adam: m, v <- running means of g' and g'^2; theta <- theta - lr m^ / (sqrt(v^) + eps),
     with the bias corrections m^ = m / (1 - beta1^step), v^ = v / (1 - beta2^step)."""
-    t, gf, mf, vf = theta.ravel(), g.ravel(), m.ravel(), v.ravel()
+    t, gf, mf, vf = theta.reshape(-1), g.ravel(), m.reshape(-1), v.reshape(-1)
     dtype = t.dtype.type
     one = dtype(1)
     b1, b2, eps = dtype(beta1), dtype(beta2), dtype(eps)

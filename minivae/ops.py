@@ -6,6 +6,8 @@ gradient per input.  Elementwise binary ops broadcast like numpy, and
 `unbroadcast` sums the gradient back to each input's shape.  Operands of
 different dtypes are an error, never a silent promotion.
 """
+import math
+
 import numpy as np
 
 from minivae import kernels
@@ -15,6 +17,8 @@ from minivae.autograd import as_tensor, as_tensors, checked_dtype, node, op, unb
 def _operands(x, y, name):
     """Both operands as Tensors of one dtype whose shapes broadcast."""
     x, y = as_tensors((x, y), name)
+    if x.shape == y.shape:
+        return x, y
     try:
         np.broadcast_shapes(x.shape, y.shape)
     except ValueError:
@@ -124,7 +128,7 @@ def sum(x, axis=None, keepdims=False):
 def mean(x, axis=None, keepdims=False):
     """Mean over `axis` (None: all axes); composed from `sum`."""
     x = as_tensor(x)
-    count = int(np.prod([x.shape[a] for a in _axes(axis, x.ndim)]))
+    count = math.prod(x.shape[a] for a in _axes(axis, x.ndim))
     return sum(x, axis, keepdims) * (1 / count)
 
 
@@ -179,7 +183,7 @@ def _activation(x, name):
     """act(x) through the `activate` kernel; its slope is kernels._activate_slope."""
     x = as_tensor(x)
     code = kernels.ACTIVATIONS[name]
-    out = kernels.activate(x.data.ravel(), code).reshape(x.shape)
+    out = np.asarray(kernels.activate(x.data, code))
 
     def vjp(g):
         return (kernels.activate_grad(out.ravel(), g.ravel(), code).reshape(x.shape),)
@@ -301,13 +305,17 @@ def linear(x, W, b=None, activation="identity"):
     if b is not None:
         kernels.bias_activate(out, params[2].data, code)
     elif code != kernels.IDENTITY:
-        out = kernels.activate(out.ravel(), code).reshape(out.shape)
+        out = kernels.activate(out, code)
 
     def vjp(g):
-        g_pre = g if code == kernels.IDENTITY else \
-            kernels.activate_grad(out.ravel(), g.ravel(), code).reshape(out.shape)
+        if b is not None:   # g_pre = g act'(pre), and d/db = g_pre summed over rows
+            g_pre, g_b = kernels.bias_activate_grad(out, g, code)
+        elif code != kernels.IDENTITY:
+            g_pre = kernels.activate_grad(out, g, code)
+        else:
+            g_pre = g
         grads = (kernels.matmul(g_pre, W.data.T) if x.requires_grad else None,  # d/dx = g W^T
                  kernels.matmul(x.data.T, g_pre))                               # d/dW = x^T g
-        return grads if b is None else grads + (g_pre.sum(axis=0),)              # d/db = sum_n g
+        return grads if b is None else grads + (g_b,)
     return node(out, params, vjp, "linear")
 
