@@ -9,6 +9,7 @@ Every differentiable function is registered in `OPS` by the `@op`
 decorator; the test suite checks that each one has a finite-difference
 property test.  The ops themselves live in `ops` and `distributions`.
 """
+import itertools
 from contextlib import contextmanager
 
 import numpy as np
@@ -18,6 +19,7 @@ DEFAULT_DTYPE = np.dtype(np.float32)
 
 OPS = {}
 _grad_enabled = True
+_creation_order = itertools.count()
 
 
 def op(fn):
@@ -56,11 +58,13 @@ class Tensor:
     """
 
     __array_priority__ = 100  # ndarray + Tensor dispatches to Tensor.__radd__
+    __slots__ = ("data", "requires_grad", "grad", "_parents", "_vjp", "op", "_created")
 
     def __init__(self, data, requires_grad=False, dtype=None):
         if isinstance(data, (np.ndarray, np.generic)) and dtype is None:
             data = np.asarray(data)  # a numpy scalar (a full reduction) keeps its dtype
-            checked_dtype(data.dtype, "Tensor")
+            if data.dtype not in SUPPORTED_DTYPES:
+                checked_dtype(data.dtype, "Tensor")
         else:
             data = np.asarray(data, dtype=checked_dtype(dtype or DEFAULT_DTYPE, "Tensor"))
         self.data = data
@@ -69,6 +73,7 @@ class Tensor:
         self._parents = ()
         self._vjp = None
         self.op = None
+        self._created = next(_creation_order)
 
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
@@ -163,21 +168,18 @@ class Tensor:
 
 
 def _topological_order(root):
-    """Nodes that need gradients, each after all of its parents (no recursion)."""
-    order, visited = [], set()
-    stack = [(root, False)]
+    """The nodes that lead to root and need gradients, each after all of its
+    parents.  An op's output is created after its inputs, so creation order
+    is such an order: collect the nodes with an explicit stack (no recursion,
+    so deep graphs cannot overflow it) and sort them by `_created`."""
+    found = {id(root): root}
+    stack = [root]
     while stack:
-        node, parents_done = stack.pop()
-        if parents_done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        stack.extend((p, False) for p in node._parents
-                     if p.requires_grad and id(p) not in visited)
-    return order
+        for parent in stack.pop()._parents:
+            if parent.requires_grad and id(parent) not in found:
+                found[id(parent)] = parent
+                stack.append(parent)
+    return sorted(found.values(), key=lambda t: t._created)
 
 
 def node(data, parents, vjp, name):
@@ -199,6 +201,8 @@ def node(data, parents, vjp, name):
 def as_tensors(values, where):
     """`values` as Tensors of one dtype: that of the first Tensor or array
     among them (numbers take it too); any other dtype is a TypeError."""
+    if all(type(v) is Tensor and v.dtype == values[0].dtype for v in values):
+        return list(values)
     dtype = next((v.dtype for v in values if isinstance(v, (Tensor, np.ndarray))), None)
     return [as_tensor(v, dtype, where) for v in values]
 
