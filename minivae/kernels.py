@@ -21,11 +21,16 @@ the loops vectorize (the Adam update ran 7x faster).  They run
 on one thread: at VAE sizes, starting threads costs more than it saves
 and competes with BLAS for the cores.  Constants are made with
 ``x.dtype.type(c)`` or ``type(v)(c)``, since a bare ``1.0`` is a float64
-literal and would promote float32 arithmetic.  No kernel uses ``fastmath``,
-so NaN and Inf propagate to the checks that look for them.
+literal and would promote float32 arithmetic.  Of ``fastmath`` only
+reassociation is used, for row sums (see REASSOCIATE): no kernel assumes
+its inputs finite, so NaN and Inf propagate to the checks that look for them.
 """
 import numpy as np
 from numba import njit, prange
+
+# Row sums may be added in any order, so the compiler can vectorize them.  Only
+# this one fastmath flag: without "nnan"/"ninf", NaN and Inf still propagate.
+REASSOCIATE = {"reassoc"}
 
 # Activation codes shared by `activate`, `activate_grad` and `bias_activate`.
 IDENTITY, TANH, SIGMOID, RELU, SOFTPLUS = 0, 1, 2, 3, 4
@@ -150,11 +155,12 @@ def bernoulli_log_prob(x, logits):
     max(l, 0) + log(1 + e^-|l|): exact for logits of any magnitude
     (Appendix C, Bernoulli MLP).  e^-|l| and its log1p are numpy passes.
     """
-    e = np.exp(-np.abs(logits))                  # in (0, 1]: cannot overflow
+    e = np.abs(logits)
+    np.exp(np.negative(e, out=e), out=e)         # e^-|l| in (0, 1]: cannot overflow
     return _bernoulli_rows(x, logits, e, np.log1p(e))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=REASSOCIATE)
 def _bernoulli_rows(x, logits, e, log1p_e):
     n, d = logits.shape
     zero, one = logits.dtype.type(0), logits.dtype.type(1)
@@ -183,7 +189,7 @@ def gaussian_kl(mu, logvar):
     return _kl_rows(mu, logvar, var), var
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=REASSOCIATE)
 def _kl_rows(mu, logvar, var):
     n, m = mu.shape
     zero, half, one = mu.dtype.type(0), mu.dtype.type(0.5), mu.dtype.type(1)
@@ -220,7 +226,7 @@ def gaussian_log_prob(x, mu, logvar):
     return _gaussian_rows(x, mu, logvar, inv_var), inv_var
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=REASSOCIATE)
 def _gaussian_rows(x, mu, logvar, inv_var):
     n, d = x.shape
     zero, half = x.dtype.type(0), x.dtype.type(0.5)

@@ -308,12 +308,12 @@ def linear(x, W, b=None, activation="identity"):
         out = kernels.activate(out, code)
 
     def vjp(g):
-        if b is not None:   # g_pre = g act'(pre), and d/db = g_pre summed over rows
+        if code == kernels.IDENTITY:    # act' = 1: g_pre is g itself
+            g_pre, g_b = g, (g.sum(axis=0) if b is not None else None)
+        elif b is not None:             # g_pre = g act'(pre), and d/db = g_pre summed over rows
             g_pre, g_b = kernels.bias_activate_grad(out, g, code)
-        elif code != kernels.IDENTITY:
-            g_pre = kernels.activate_grad(out, g, code)
         else:
-            g_pre = g
+            g_pre = kernels.activate_grad(out, g, code)
         grads = (kernels.matmul(g_pre, W.data.T) if x.requires_grad else None,  # d/dx = g W^T
                  kernels.matmul(x.data.T, g_pre))                               # d/dW = x^T g
         return grads if b is None else grads + (g_b,)
