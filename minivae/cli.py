@@ -126,6 +126,8 @@ def _parser():
                     help="continue a run from its checkpoint, exactly where it stopped")
     io.add_argument("--k", type=_positive_int, default=d.k,
                     help="importance samples for the log p(x) printed at the end")
+    io.add_argument("--max-minutes", type=_positive_float, default=None,
+                    help="stop after the last epoch that fits in this much wall time")
     io.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     io.add_argument("--no-figures", action="store_true",
                     help="do not draw recon.png, samples.png and latent.gif after each epoch")
@@ -172,8 +174,9 @@ def _train(args):
     print(f"minivae: training a {config.decoder} VAE with hidden layers "
           f"{list(config.hidden)} and latent dimension {config.latent}, {config.optimizer} "
           f"(lr {config.lr}), {config.epochs} epochs; run directory {out}")
+    max_seconds = args.max_minutes * 60 if args.max_minutes else None
     result = train(config, out, resume=resume, progress=not args.no_progress,
-                   figures=not args.no_figures)
+                   figures=not args.no_figures, max_seconds=max_seconds)
     print(f"test ELBO            {result['test_elbo']:.2f} nats")
     print(f"test log p(x), K={result['k']:<4d} {result['log_px']:.2f} nats")
     print(f"checkpoint           {result['checkpoint']}")

@@ -241,7 +241,7 @@ class Run:
         """Evaluate, write the metrics row, checkpoint, and draw the epoch's figures."""
         config, position = self.config, self.position
         train_elbo = position["elbo_sum"] / self.n
-        started = time.perf_counter()
+        started, epochs_run = time.perf_counter(), 0
         test_elbo = mean_elbo(self.model, self.inputs.test_batches(),
                               np.random.default_rng([config.seed, epoch]), config.estimator)
         row = {"epoch": epoch, "samples_seen": position["samples_seen"],
@@ -277,7 +277,7 @@ class Run:
                                    self.out / "latent.gif")
 
 
-def train(config, out, resume=None, progress=True, log=print, figures=True):
+def train(config, out, resume=None, progress=True, log=print, figures=True, max_seconds=None):
     """Train a VAE by AEVB; returns a summary dict (test ELBO, log p(x), paths).
 
     Writes `out/checkpoint.npz` (after every epoch, and on Ctrl-C),
@@ -285,7 +285,10 @@ def train(config, out, resume=None, progress=True, log=print, figures=True):
     `figures`, recon.png, samples.png and latent.gif after every epoch.
     With `resume` (a checkpoint or run directory), the run continues from
     the saved position bit for bit; `config.epochs` may be raised to go on.
+    With `max_seconds`, no epoch starts that would end, at the pace of the
+    last one, after that much wall time (training, evaluation and figures).
     """
+    started = time.perf_counter()
     run = Run(config, data.load_mnist(config.data), out)
     if resume is not None:
         run.resume(resume)
@@ -329,6 +332,12 @@ def train(config, out, resume=None, progress=True, log=print, figures=True):
             run.end_epoch(epoch, log, figures)
             if requested:
                 stop(epoch)
+            epochs_run += 1
+            elapsed = time.perf_counter() - started
+            if max_seconds is not None and elapsed + elapsed / epochs_run > max_seconds:
+                log(f"stopping after epoch {epoch}: another epoch would pass the time "
+                    f"budget of {max_seconds:.0f} s")
+                break
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     seed, inputs = config.seed, run.inputs
