@@ -131,18 +131,15 @@ def activate_grad(y, g, act):
     return out.reshape(y.shape)
 
 
-@njit(cache=True, error_model="numpy")
 def bias_activate_grad(y, g, act):
-    """The backward of `bias_activate`, in one pass over (n, m):
-    g_pre = g * act'(pre) from the output y, and g_b = sum over rows of g_pre."""
-    n, m = y.shape
-    g_pre = np.empty_like(y)
-    g_b = np.zeros(m, y.dtype)
-    for i in range(n):
-        for j in range(m):
-            g_pre[i, j] = g[i, j] * _activate_slope(y[i, j], act)
-            g_b[j] += g_pre[i, j]
-    return g_pre, g_b
+    """The backward of `bias_activate` on (n, m): g_pre = g * act'(pre), from
+    the output y, and the bias gradient g_b = g_pre summed over rows (m,).
+
+    Two passes, the slope in Numba and the column sums in numpy, measured
+    faster than one fused loop, whose accumulation into g_b did not vectorize.
+    """
+    g_pre = activate_grad(y, g, act)
+    return g_pre, g_pre.sum(axis=0)
 
 
 # ---------------------------------------------------------------- Bernoulli

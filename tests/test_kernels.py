@@ -657,7 +657,6 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
         "_activate_slope": lambda: K._activate_slope(f(0.5), K.SOFTPLUS),
         "activate_grad": lambda: (K.activate_grad(a.ravel(), a.ravel(), K.SOFTPLUS),  # ops
                                   K.activate_grad(a, a, K.TANH)),                     # linear
-        "bias_activate_grad": lambda: K.bias_activate_grad(a, a, K.SIGMOID),
         "_bernoulli_rows": lambda: K.bernoulli_log_prob(a, a),
         "_kl_rows": lambda: K.gaussian_kl(a, a),
         "gaussian_kl_grad": lambda: K.gaussian_kl_grad(a, a, v),
@@ -768,8 +767,7 @@ def float32_ir(tmp_path_factory):
 # (`fptrunc double %arg.lr to float`); a rounding to float is not double
 # arithmetic and `double_code` does not match it, so SGD and Adagrad are held
 # to the full check.
-KERNEL_NAMES = ["matmul_loop", "_activate_slope", "activate_grad", "bias_activate_grad",
-                "_bernoulli_rows", "_kl_rows", "gaussian_kl_grad", "_gaussian_rows",
+KERNEL_NAMES = ["matmul_loop", "_activate_slope", "activate_grad", "_bernoulli_rows", "_kl_rows", "gaussian_kl_grad", "_gaussian_rows",
                 "gaussian_log_prob_grad", "_mu_plus_sigma_eps", "reparameterize_grad",
                 "sgd_update", "adagrad_update"]
 # Adam also computes its bias-corrected step size lr / (1 - beta1^t) and
