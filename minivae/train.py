@@ -241,7 +241,7 @@ class Run:
         """Evaluate, write the metrics row, checkpoint, and draw the epoch's figures."""
         config, position = self.config, self.position
         train_elbo = position["elbo_sum"] / self.n
-        started, epochs_run = time.perf_counter(), 0
+        started = time.perf_counter()
         test_elbo = mean_elbo(self.model, self.inputs.test_batches(),
                               np.random.default_rng([config.seed, epoch]), config.estimator)
         row = {"epoch": epoch, "samples_seen": position["samples_seen"],
@@ -285,10 +285,10 @@ def train(config, out, resume=None, progress=True, log=print, figures=True, max_
     `figures`, recon.png, samples.png and latent.gif after every epoch.
     With `resume` (a checkpoint or run directory), the run continues from
     the saved position bit for bit; `config.epochs` may be raised to go on.
-    With `max_seconds`, no epoch starts that would end, at the pace of the
-    last one, after that much wall time (training, evaluation and figures).
+    With `max_seconds`, no epoch starts that would end, at the average pace
+    so far, after that much wall time (training, evaluation and figures).
     """
-    started = time.perf_counter()
+    run_started, epochs_run = time.perf_counter(), 0
     run = Run(config, data.load_mnist(config.data), out)
     if resume is not None:
         run.resume(resume)
@@ -333,7 +333,7 @@ def train(config, out, resume=None, progress=True, log=print, figures=True, max_
             if requested:
                 stop(epoch)
             epochs_run += 1
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - run_started
             if max_seconds is not None and elapsed + elapsed / epochs_run > max_seconds:
                 log(f"stopping after epoch {epoch}: another epoch would pass the time "
                     f"budget of {max_seconds:.0f} s")

@@ -340,3 +340,12 @@ def test_a_gaussian_decoder_sees_intensities_not_binary_pixels(data_dir, dataset
 def test_binarize_none_rejects_images_that_are_not_binary(data_dir, dataset):
     with pytest.raises(data.DataError, match="0 or 255"):
         Inputs(tiny(data_dir, binarize="none"), dataset)
+
+
+def test_a_time_budget_stops_after_the_last_epoch_that_fits(data_dir, tmp_path):
+    # A budget far below one epoch's time still finishes that first epoch, then stops.
+    logs = []
+    train(tiny(data_dir, epochs=50), tmp_path / "run", progress=False, log=logs.append,
+          max_seconds=1e-6)
+    assert [row["epoch"] for row in metrics(tmp_path / "run")] == [1]
+    assert any("time budget" in line for line in logs)
