@@ -1,0 +1,659 @@
+"""Time a training epoch of minivae against the same VAE written in PyTorch.
+
+The model is the paper's MNIST setup: 784-500-20 with tanh, Bernoulli
+decoder, estimator B (analytic KL, eq. 7) with L = 1, batch 100, dynamic
+binarization, float32; both frameworks run on the same number of threads.
+What it measures:
+
+  1. that both compute the same thing, before anything is timed: the loss
+     and every gradient on one minibatch, and the parameters after a few
+     optimizer steps, agree in float64 (exit status 1 if they do not);
+  2. one epoch (600 steps over the 60,000 training images) with Adam and
+     with Adagrad: the median seconds of each framework, alternating in one
+     process, and minivae's achieved matmul GFLOP/s against the sgemm peak
+     of numpy (and of torch) measured in the same run;
+  3. the peak resident memory of a training epoch, each framework in a
+     fresh process;
+  4. the time to the first training step of a fresh process: minivae with a
+     warm and with a cold Numba cache, and PyTorch;
+  5. a scaling table, batch x hidden width x latent size: time per sample
+     over a fixed number of steps.
+
+Both sides start from the same weights and see the same minibatches: the
+binarization and eps are drawn with numpy inside the timed loop for both,
+and PyTorch takes torch.from_numpy of the same arrays.
+
+Run from the repository root; PyTorch is needed (pip install torch==2.13.0):
+
+    PYTHONPATH=. python benchmarks/bench_epoch.py              # full run, minutes on 2 idle cores
+    PYTHONPATH=. python benchmarks/bench_epoch.py --quick      # smoke test, under a minute
+    PYTHONPATH=. python benchmarks/bench_epoch.py --threads 2 --repeats 5 --json epoch.json
+
+It ends with a Markdown summary block for benchmarks/RESULTS.md.
+"""
+import argparse
+import ctypes
+import gc
+import importlib.util
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import product
+
+STARTED = time.perf_counter()  # "process start" for the time to the first step
+
+X_DIM, HIDDEN, LATENT, BATCH, SEED = 784, 500, 20, 100, 0
+EPOCH_STEPS, QUICK_EPOCH_STEPS = 600, 30
+LR = {"adam": 1e-3, "adagrad": 0.02}
+FIRST_LAYER = "encoder.hidden.0.W"  # its input is the data: no dx in the backward pass
+SCALING = {"batch": (32, 100, 256, 1000), "hidden": (200, 500, 1000), "latent": (2, 20, 200)}
+QUICK_SCALING = {"batch": (32, 256), "hidden": (200, 500), "latent": (2, 20)}
+SCALING_HEADER = ("| batch | hidden | latent | steps | minivae µs/sample | PyTorch µs/sample | "
+                  "minivae / PyTorch | minivae GFLOP/s | PyTorch GFLOP/s |\n"
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+SGEMM_N = 2048
+CHECK_RTOL, CHECK_STEPS = 1e-9, 3
+BUSY = 0.10  # share of the CPUs used by other processes above which timings are suspect
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+NEEDS_TORCH = ("bench_epoch.py compares minivae with PyTorch, which is not installed.\n"
+               "Install it with:  pip install torch==2.13.0")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per framework, alternating (default 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke test: {QUICK_EPOCH_STEPS}-step epochs, 8 scaling configs")
+    parser.add_argument("--threads", type=int, default=2, help="threads for both (default 2)")
+    parser.add_argument("--skip-scaling", action="store_true", help="no scaling table")
+    parser.add_argument("--optimizers", default="adam,adagrad",
+                        help="comma-separated, from adam and adagrad (default adam,adagrad); "
+                             "the first one also runs the memory and scaling measurements")
+    parser.add_argument("--json", metavar="PATH", help="also write all results to PATH")
+    parser.add_argument("--_child", choices=("minivae", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--_steps", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.optimizers = [name.strip() for name in args.optimizers.split(",") if name.strip()]
+    unknown = [name for name in args.optimizers if name not in LR]
+    if unknown or not args.optimizers:
+        parser.error(f"--optimizers: expected names from {tuple(LR)}, got {unknown or 'none'}")
+    if args.repeats < 1 or args.threads < 1:
+        parser.error("--repeats and --threads must be at least 1")
+    return args
+
+
+# Thread counts are read once, when numpy, Numba and torch load: set them first.
+ARGS = parse_args()
+for _var in THREAD_VARS:
+    os.environ[_var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+# ---------------------------------------------------------------- the two frameworks
+
+
+def import_torch(threads):
+    """torch with `threads` intra-op threads and one inter-op thread, or a clean exit."""
+    try:
+        import torch
+    except ImportError:
+        print(NEEDS_TORCH)
+        sys.exit(0)
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    return torch
+
+
+def minivae_data(alone=False):
+    """The module minivae.data.  With alone=True, minivae/data.py is loaded
+    by itself: `import minivae` loads the whole package, Numba included,
+    which must not count in PyTorch's memory and start-up time."""
+    if not alone:
+        from minivae import data
+        return data
+    package = importlib.util.find_spec("minivae")
+    if package is None:
+        sys.exit("bench_epoch.py: cannot find minivae; run with PYTHONPATH=<repository root>")
+    path = os.path.join(package.submodule_search_locations[0], "data.py")
+    spec = importlib.util.spec_from_file_location("minivae_data", path)
+    data = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = data
+    spec.loader.exec_module(data)
+    return data
+
+
+class MinivaeTrainer:
+    """minivae's training step, as minivae.train takes it."""
+    name = "minivae"
+
+    def __init__(self, optimizer, hidden=HIDDEN, latent=LATENT, dtype=np.float32, init=None):
+        from minivae.optim import Adagrad, Adam
+        from minivae.vae import VAE
+        self.model = VAE(x_dim=X_DIM, hidden=(hidden,), latent=latent, dtype=dtype,
+                         rng=np.random.default_rng(SEED))
+        if init is not None:
+            for name, tensor in self.model.named_parameters():
+                tensor.data[...] = init[name]
+        if optimizer == "adam":
+            self.optimizer = Adam(self.model.params, lr=LR["adam"], weight_decay=0.0)
+        else:
+            self.optimizer = Adagrad(self.model.params, lr=LR["adagrad"], eps=1e-8,
+                                     weight_decay=0.0)
+
+    def loss(self, x, eps):
+        return -self.model.elbo(x, eps).mean()  # -ELBO (eq. 7) averaged over the minibatch
+
+    def step(self, x, eps):
+        loss = self.loss(x, eps)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def params(self):
+        return {name: t.data for name, t in self.model.named_parameters()}
+
+
+class TorchTrainer:
+    """The same step in idiomatic PyTorch (benchmarks/_torch_vae.py)."""
+    name = "PyTorch"
+
+    def __init__(self, optimizer, hidden=HIDDEN, latent=LATENT, dtype=np.float32, init=None):
+        import torch
+        from _torch_vae import TorchVAE
+        self.torch = torch
+        self.model = TorchVAE(x_dim=X_DIM, hidden=(hidden,), latent=latent,
+                              dtype=getattr(torch, np.dtype(dtype).name))
+        if init is not None:
+            self.model.load_minivae(init.items())
+        if optimizer == "adam":
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR["adam"])
+        else:
+            self.optimizer = torch.optim.Adagrad(self.model.parameters(), lr=LR["adagrad"],
+                                                 eps=1e-8, initial_accumulator_value=0.0)
+
+    def loss(self, x, eps):
+        return self.model.loss(self.torch.from_numpy(x), self.torch.from_numpy(eps[0]))
+
+    def step(self, x, eps):
+        loss = self.loss(x, eps)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def params(self):
+        return self.model.minivae_params()
+
+
+TRAINERS = {"minivae": MinivaeTrainer, "torch": TorchTrainer}
+
+
+def initial_params(hidden, latent, dtype):
+    """minivae's initial weights for one config, {name: array}: both sides start from them."""
+    from minivae.vae import VAE
+    model = VAE(x_dim=X_DIM, hidden=(hidden,), latent=latent, dtype=dtype,
+                rng=np.random.default_rng(SEED))
+    return {name: t.data.copy() for name, t in model.named_parameters()}
+
+
+def minibatches(data, images, batch, steps, latent, dtype, seed):
+    """`steps` minibatches (x (B, D), eps (1, B, J)) drawn as minivae.train draws
+    them: a permutation per epoch, a fresh binarization per minibatch."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while True:
+        for idx in data.minibatch_indices(rng.permutation(len(images)), batch):
+            if done == steps:
+                return
+            x = data.binarize_dynamic(images[idx], rng, dtype)
+            eps = rng.standard_normal((1, len(idx), latent), dtype=dtype)
+            yield x, eps
+            done += 1
+
+
+def timed_steps(trainer, feed):
+    """Seconds to run every step of `feed` (drawing the minibatch included), mean loss."""
+    gc.collect()
+    total, steps = 0.0, 0
+    started = time.perf_counter()
+    for x, eps in feed:
+        total += trainer.step(x, eps)
+        steps += 1
+    return time.perf_counter() - started, total / steps
+
+
+def step_flops(params, batch):
+    """Matmul FLOPs of one training step, 2 n k m per (n, k) @ (k, m):
+    forward x W for every layer; backward dW = x^T g for every layer and
+    dx = g W^T for every layer but the first (the data needs no gradient)."""
+    total = 0
+    for name, array in params.items():
+        if name.endswith(".W"):
+            k, m = array.shape
+            total += (2 if name == FIRST_LAYER else 3) * 2 * batch * k * m
+    return total
+
+
+# ---------------------------------------------------------------- the machine
+
+
+class OtherLoad:
+    """The share of all CPUs that other processes (or, in a virtual machine,
+    the host: steal time) used since it was made."""
+
+    def __init__(self):
+        self.start = self._read()
+
+    @staticmethod
+    def _read():
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # not idle, iowait
+        t = os.times()
+        return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+    def share(self):
+        (w0, b0, o0), (w1, b1, o1) = self.start, self._read()
+        return max(0.0, (b1 - b0) - (o1 - o0)) / ((w1 - w0) * os.cpu_count())
+
+
+def cpu_description():
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [line.split(":", 1) for line in f if ":" in line]
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next((v.strip() for k, v in lines if k.strip() == "model name"), "unknown CPU")
+    cores = {(p.strip(), c.strip()) for p, c in zip(
+        (v for k, v in lines if k.strip() == "physical id"),
+        (v for k, v in lines if k.strip() == "core id"))}
+    flags = next((v.split() for k, v in lines if k.strip() == "flags"), [])
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{model}, {os.cpu_count()} logical CPUs ({len(cores) or '?'} cores), "
+            f"{len(os.sched_getaffinity(0))} usable, {simd}")
+
+
+def numpy_blas():
+    """numpy's BLAS, and for OpenBLAS the core type and threads it chose at run time."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        text = f"{blas['name']} {blas['version']}"
+    except (KeyError, TypeError):
+        text = "unknown BLAS"
+    with open("/proc/self/maps") as f:
+        libraries = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    for library in libraries:
+        lib = ctypes.CDLL(library)
+        for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""),
+                               ("openblas_", "64_"), ("openblas_", "")):
+            corename = getattr(lib, f"{prefix}get_corename{suffix}", None)
+            threads = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+            if corename and threads:
+                corename.restype = ctypes.c_char_p
+                return f"{text} (core {corename().decode()}, {threads()} threads)"
+    return text
+
+
+def torch_blas(torch):
+    """torch's BLAS and the SIMD level its kernels use, from its build configuration."""
+    config = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=(\w+)", config)
+    simd = re.search(r"CPU capability usage: (\w+)", config)
+    return f"{blas[1] if blas else '?'}, CPU capability {simd[1] if simd else '?'}"
+
+
+def describe_machine(torch):
+    import numba
+    info = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpu": cpu_description(),
+        "load_average": round(os.getloadavg()[0], 2),
+        "threads": (", ".join(f"{v}={os.environ[v]}" for v in THREAD_VARS)
+                    + f"; numba {numba.get_num_threads()}, torch {torch.get_num_threads()} "
+                    f"intra-op + {torch.get_num_interop_threads()} inter-op"),
+        "versions": (f"python {platform.python_version()}, numpy {np.__version__}, "
+                     f"numba {numba.__version__}, torch {torch.__version__}"),
+        "numpy_blas": numpy_blas(),
+        "torch_blas": torch_blas(torch),
+    }
+    for key, value in info.items():
+        print(f"- {key.replace('_', ' ')}: {value}")
+    return info
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def relative_difference(a, b):
+    """max |a - b| / max |b|: the difference relative to the array's scale."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), np.finfo(np.float64).tiny))
+
+
+def check_same_computation(data, images, optimizers):
+    """Loss, gradients and a few optimizer steps of both sides, in float64."""
+    init = initial_params(HIDDEN, LATENT, np.float64)
+
+    def feed(steps):
+        return minibatches(data, images, BATCH, steps, LATENT, np.float64, SEED)
+    ours, theirs = (TRAINERS[fw]("adam", dtype=np.float64, init=init) for fw in TRAINERS)
+    x, eps = next(feed(1))
+    loss_ours, loss_theirs = ours.loss(x, eps), theirs.loss(x, eps)
+    loss_ours.backward()
+    loss_theirs.backward()
+    result = {"loss": relative_difference(loss_ours.item(), loss_theirs.item())}
+    grads = theirs.model.minivae_grads()
+    result["gradients"] = max(relative_difference(t.grad, grads[name])
+                              for name, t in ours.model.named_parameters())
+    print(f"- loss {loss_ours.item():.6f} (minivae) vs {loss_theirs.item():.6f} (PyTorch): "
+          f"relative difference {result['loss']:.1e}")
+    print(f"- gradients: max over parameters of max|minivae - torch| / max|torch| = "
+          f"{result['gradients']:.1e}")
+    result["params"] = {}
+    for optimizer in optimizers:
+        ours, theirs = (TRAINERS[fw](optimizer, dtype=np.float64, init=init) for fw in TRAINERS)
+        for x, eps in feed(CHECK_STEPS):
+            ours.step(x, eps)
+            theirs.step(x, eps)
+        expected = theirs.params()
+        result["params"][optimizer] = max(relative_difference(array, expected[name])
+                                          for name, array in ours.params().items())
+        print(f"- parameters after {CHECK_STEPS} {optimizer} steps: max relative difference "
+              f"{result['params'][optimizer]:.1e}")
+    differences = [result["loss"], result["gradients"], *result["params"].values()]
+    result["ok"] = max(differences) <= CHECK_RTOL
+    return result
+
+
+def sgemm_peak(torch, repeats):
+    """Median GFLOP/s of SGEMM_N^3 float32 products, numpy and torch alternating."""
+    rng = np.random.default_rng(SEED)
+    a, b = (rng.standard_normal((SGEMM_N, SGEMM_N), dtype=np.float32) for _ in range(2))
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    products = {"numpy": lambda: a @ b, "torch": lambda: ta @ tb}
+    times = {name: [] for name in products}
+    for _ in range(1 + repeats):  # the first round warms up and is dropped
+        for name, matmul in products.items():
+            started = time.perf_counter()
+            matmul()
+            times[name].append(time.perf_counter() - started)
+    return {name: 2 * SGEMM_N ** 3 / statistics.median(t[1:]) / 1e9 for name, t in times.items()}
+
+
+def time_epochs(data, images, optimizer, steps, repeats):
+    """Seconds of `steps` training steps of each framework, `repeats` times,
+    alternating which goes first, from the same weights and minibatches."""
+    init = initial_params(HIDDEN, LATENT, np.float32)
+
+    def feed(n):
+        return minibatches(data, images, BATCH, n, LATENT, np.float32, SEED)
+    for fw in TRAINERS:  # warm-up: Numba kernels, torch's first calls, page faults
+        timed_steps(TRAINERS[fw](optimizer, init=init), feed(min(10, steps)))
+    seconds, losses = {fw: [] for fw in TRAINERS}, {fw: [] for fw in TRAINERS}
+    for r in range(repeats):
+        for fw in (list(TRAINERS) if r % 2 == 0 else list(TRAINERS)[::-1]):
+            s, loss = timed_steps(TRAINERS[fw](optimizer, init=init), feed(steps))
+            seconds[fw].append(s)
+            losses[fw].append(loss)
+    return seconds, losses
+
+
+def run_child(framework, steps, optimizer, env=None):
+    """This script in a fresh interpreter: its JSON report, plus the process wall time."""
+    command = [sys.executable, os.path.abspath(__file__), "--_child", framework,
+               "--_steps", str(steps), "--threads", str(ARGS.threads), "--optimizers", optimizer]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report["process_wall"] = wall
+    return report
+
+
+def peak_rss_mb():
+    """The peak resident memory of this process so far, in MB: VmHWM.
+
+    Not ru_maxrss: on Linux a process started by fork (or vfork) and exec
+    keeps its parent's high-water mark in ru_maxrss, so a child of this
+    large parent would report the parent's size.  VmHWM is the same
+    high-water mark, of this process image alone.
+    """
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def child_main(args):
+    """A fresh process: import, load MNIST, build, train `--_steps` steps, report."""
+    if args._child == "torch":
+        import_torch(args.threads)
+        data = minivae_data(alone=True)
+    else:
+        import minivae  # noqa: F401  (the whole package, as a user's script loads it)
+        data = minivae_data()
+    imported = time.perf_counter() - STARTED
+    images = data.load_mnist().train_images
+    # Each framework's own initial weights: memory and start-up do not depend on them.
+    trainer = TRAINERS[args._child](args.optimizers[0])
+    setup_mb = peak_rss_mb()
+    first_step = None
+    for x, eps in minibatches(data, images, BATCH, args._steps, LATENT, np.float32, SEED):
+        trainer.step(x, eps)
+        if first_step is None:
+            first_step = time.perf_counter() - STARTED
+    print(json.dumps({"imports": imported, "first_step": first_step, "steps": args._steps,
+                      "setup_peak_mb": setup_mb, "peak_mb": peak_rss_mb(),
+                      "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def first_step_times(optimizer, repeats):
+    """Time to the first step: minivae cold (empty Numba cache), then warm (the
+    cache the cold run filled), then PyTorch, `repeats` times."""
+    runs = {"minivae cold": [], "minivae warm": [], "torch": []}
+    for _ in range(repeats):
+        cache = tempfile.mkdtemp(prefix="minivae-bench-cold-")
+        try:
+            runs["minivae cold"].append(run_child("minivae", 1, optimizer,
+                                                  {"NUMBA_CACHE_DIR": cache}))
+            runs["minivae warm"].append(run_child("minivae", 1, optimizer,
+                                                  {"NUMBA_CACHE_DIR": cache}))
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        runs["torch"].append(run_child("torch", 1, optimizer))
+    return {kind: {key: statistics.median(r[key] for r in reports)
+                   for key in ("imports", "first_step", "process_wall")}
+            for kind, reports in runs.items()}
+
+
+def scaling_steps(batch, quick):
+    """(warm-up, timed) steps for one config: 30 timed steps, fewer for the
+    largest batches (at least 10 and about 6,000 samples) to keep the run short."""
+    if quick:
+        return 1, min(10, max(3, math.ceil(500 / batch)))
+    return 5, min(30, max(10, math.ceil(6000 / batch)))
+
+
+def scaling_table(data, images, optimizer, repeats, quick):
+    grid = QUICK_SCALING if quick else SCALING
+    rows = []
+    print(SCALING_HEADER)
+    for batch, hidden, latent in product(grid["batch"], grid["hidden"], grid["latent"]):
+        init = initial_params(hidden, latent, np.float32)
+        warm, steps = scaling_steps(batch, quick)
+        trainers = {fw: TRAINERS[fw](optimizer, hidden, latent, init=init) for fw in TRAINERS}
+        times = {fw: [] for fw in TRAINERS}
+        for r in range(-1, repeats):  # round -1 warms up
+            for fw in (list(TRAINERS) if r % 2 == 0 else list(TRAINERS)[::-1]):
+                n = warm if r < 0 else steps
+                s, _ = timed_steps(trainers[fw], minibatches(data, images, batch, n, latent,
+                                                             np.float32, SEED + 1 + r))
+                if r >= 0:
+                    times[fw].append(s)
+        median = {fw: statistics.median(t) for fw, t in times.items()}
+        flops = step_flops(init, batch) * steps
+        row = {"batch": batch, "hidden": hidden, "latent": latent, "steps": steps,
+               "us_per_sample": {fw: s / (steps * batch) * 1e6 for fw, s in median.items()},
+               "gflops": {fw: flops / s / 1e9 for fw, s in median.items()},
+               "ratio": median["minivae"] / median["torch"]}
+        rows.append(row)
+        print(scaling_row(row), flush=True)
+    return rows
+
+
+def scaling_row(row):
+    us, gf = row["us_per_sample"], row["gflops"]
+    return (f"| {row['batch']} | {row['hidden']} | {row['latent']} | {row['steps']} | "
+            f"{us['minivae']:.1f} | {us['torch']:.1f} | {row['ratio']:.2f} | "
+            f"{gf['minivae']:.1f} | {gf['torch']:.1f} |")
+
+
+# ---------------------------------------------------------------- the report
+
+
+def main(args):
+    torch = import_torch(args.threads)
+    data = minivae_data()
+    results = {"args": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
+    epoch_steps = QUICK_EPOCH_STEPS if args.quick else EPOCH_STEPS
+
+    print("# One training epoch, minivae against PyTorch (bench_epoch.py)\n")
+    results["machine"] = describe_machine(torch)
+    images = data.load_mnist().train_images
+    flops = step_flops(initial_params(HIDDEN, LATENT, np.float32), BATCH)
+    results["step_flops"] = flops
+    print(f"- model {X_DIM}-{HIDDEN}-{LATENT} tanh, Bernoulli decoder, estimator B, L = 1, "
+          f"batch {BATCH}, float32: {flops:,} FLOP of matmuls per step (forward, dW, dx)")
+
+    print("\n## Same computation (float64, before timing)\n")
+    results["check"] = check_same_computation(data, images, args.optimizers)
+    if not results["check"]["ok"]:
+        print(f"\nFAILED: minivae and PyTorch differ by more than rtol {CHECK_RTOL}; "
+              f"the timings would compare different computations.")
+        sys.exit(1)
+
+    print(f"\n## sgemm peak, {SGEMM_N}^3 float32, {args.threads} threads\n")
+    results["sgemm_gflops"] = sgemm_peak(torch, 3 if args.quick else 7)
+    print(f"- numpy {results['sgemm_gflops']['numpy']:.1f} GFLOP/s, "
+          f"torch {results['sgemm_gflops']['torch']:.1f} GFLOP/s")
+
+    label = "epoch" if epoch_steps == EPOCH_STEPS else \
+        f"epoch (extrapolated from {epoch_steps} steps)"
+    print(f"\n## One {label}, median of {args.repeats}\n")
+    results["epochs"] = {}
+    for optimizer in args.optimizers:
+        load = OtherLoad()
+        seconds, losses = time_epochs(data, images, optimizer, epoch_steps, args.repeats)
+        median = {fw: statistics.median(s) * EPOCH_STEPS / epoch_steps for fw, s in seconds.items()}
+        gflops = {fw: flops * epoch_steps / statistics.median(s) / 1e9
+                  for fw, s in seconds.items()}
+        results["epochs"][optimizer] = {
+            "steps_timed": epoch_steps, "epoch_seconds": median, "runs_seconds": seconds,
+            "mean_loss": {fw: statistics.median(v) for fw, v in losses.items()},
+            "gflops": gflops, "ratio": median["minivae"] / median["torch"],
+            "other_load": load.share()}
+        for fw in TRAINERS:
+            runs = ", ".join(f"{s:.2f}" for s in seconds[fw])
+            print(f"- {optimizer}, {TRAINERS[fw].name}: {median[fw]:.2f} s per epoch "
+                  f"(runs of {epoch_steps} steps: {runs} s), {gflops[fw]:.1f} GFLOP/s, "
+                  f"mean -ELBO {statistics.median(losses[fw]):.2f}")
+        print(f"- {optimizer}: minivae / PyTorch = {median['minivae'] / median['torch']:.2f}; "
+              f"other processes used {results['epochs'][optimizer]['other_load']:.0%} of the CPUs")
+
+    optimizer = args.optimizers[0]
+    print(f"\n## Peak resident memory of {label}, {optimizer}, fresh processes\n")
+    results["memory"] = {fw: run_child(fw, epoch_steps, optimizer) for fw in TRAINERS}
+    for fw, report in results["memory"].items():
+        print(f"- {TRAINERS[fw].name}: peak {report['peak_mb']:.0f} MB "
+              f"({report['setup_peak_mb']:.0f} MB after imports, data and model)")
+
+    repeats = 1 if args.quick else args.repeats
+    print(f"\n## Time to the first training step, fresh processes, median of {repeats}\n")
+    results["first_step"] = first_step_times(optimizer, repeats)
+    for kind, t in results["first_step"].items():
+        print(f"- {kind}: first step done {t['first_step']:.2f} s after the script started "
+              f"(imports {t['imports']:.2f} s); whole process {t['process_wall']:.2f} s")
+
+    if not args.skip_scaling:
+        print(f"\n## Scaling, {optimizer}, time per sample, median of {args.repeats}\n")
+        load = OtherLoad()
+        results["scaling"] = scaling_table(data, images, optimizer, args.repeats, args.quick)
+        results["scaling_other_load"] = load.share()
+        print(f"\nOther processes used {results['scaling_other_load']:.0%} of the CPUs.")
+
+    results["run_seconds"] = time.perf_counter() - STARTED
+    print_summary(results, label)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"\n(all results written to {args.json})")
+
+
+def print_summary(results, label):
+    m, check, peak = results["machine"], results["check"], results["sgemm_gflops"]
+    args = results["args"]
+    print("\n" + "=" * 72 + "\n\n## Summary: one epoch, minivae against PyTorch (bench_epoch.py)\n")
+    print(f"- {m['date']}; {m['cpu']}; load average {m['load_average']:.1f} at start")
+    print(f"- {m['versions']}")
+    print(f"- numpy BLAS {m['numpy_blas']}; torch BLAS {m['torch_blas']}")
+    print(f"- threads: {m['threads']}")
+    print(f"- run: --repeats {args['repeats']}{' --quick' if args['quick'] else ''}; "
+          f"model {X_DIM}-{HIDDEN}-{LATENT} tanh, Bernoulli, estimator B, L = 1, batch {BATCH}, "
+          f"float32, {results['step_flops'] / 1e6:.1f} MFLOP of matmuls per step")
+    print(f"- same computation (float64): loss {check['loss']:.0e}, gradients "
+          f"{check['gradients']:.0e}, parameters after {CHECK_STEPS} steps "
+          + ", ".join(f"{k} {v:.0e}" for k, v in check["params"].items())
+          + " (max relative difference)")
+    print("\n| measure | minivae | PyTorch | minivae / PyTorch |\n|---|---:|---:|---:|")
+    for optimizer, e in results["epochs"].items():
+        s = e["epoch_seconds"]
+        print(f"| {label}, {optimizer} (s) | {s['minivae']:.2f} | {s['torch']:.2f} | "
+              f"{e['ratio']:.2f} |")
+    e = results["epochs"][args["optimizers"][0]]
+    print(f"| matmul GFLOP/s in that epoch ({args['optimizers'][0]}) | "
+          f"{e['gflops']['minivae']:.1f} ({e['gflops']['minivae'] / peak['numpy']:.0%} of "
+          f"numpy sgemm) | {e['gflops']['torch']:.1f} ({e['gflops']['torch'] / peak['torch']:.0%}"
+          f" of torch sgemm) | |")
+    print(f"| sgemm {SGEMM_N}^3 GFLOP/s | {peak['numpy']:.1f} (numpy) | {peak['torch']:.1f} | "
+          f"{peak['numpy'] / peak['torch']:.2f} |")
+    mem = {fw: report["peak_mb"] for fw, report in results["memory"].items()}
+    print(f"| peak RSS of an {label} (MB) | {mem['minivae']:.0f} | {mem['torch']:.0f} | "
+          f"{mem['minivae'] / mem['torch']:.2f} |")
+    first = results["first_step"]
+    for kind in ("minivae warm", "minivae cold"):
+        print(f"| time to first step, {kind.split()[1]} Numba cache (s; whole process) | "
+              f"{first[kind]['first_step']:.2f} ({first[kind]['process_wall']:.2f}) | "
+              f"{first['torch']['first_step']:.2f} ({first['torch']['process_wall']:.2f}) | "
+              f"{first[kind]['first_step'] / first['torch']['first_step']:.2f} |")
+    loads = ", ".join(f"{k} {e['other_load']:.0%}" for k, e in results["epochs"].items())
+    print(f"\nOther processes used this share of the CPUs during the epoch timings: {loads}. "
+          f"The whole run took {results['run_seconds'] / 60:.1f} min.")
+    if max(e["other_load"] for e in results["epochs"].values()) > BUSY:
+        print(f"WARNING: other processes used more than {BUSY:.0%} of the CPUs: the machine "
+              f"was busy, and these timings say little about either framework.")
+    if "scaling" in results:
+        rows = results["scaling"]
+        ratios = [row["ratio"] for row in rows]
+        print(f"\n### Scaling ({args['optimizers'][0]}, median of {args['repeats']}; ratio "
+              f"minivae / PyTorch from {min(ratios):.2f} to {max(ratios):.2f}, median "
+              f"{statistics.median(ratios):.2f}; other processes used "
+              f"{results['scaling_other_load']:.0%} of the CPUs)\n")
+        print(SCALING_HEADER)
+        for row in rows:
+            print(scaling_row(row))
+
+
+if __name__ == "__main__":
+    child_main(ARGS) if ARGS._child else main(ARGS)
