@@ -23,44 +23,23 @@ FIGURES = {"manifold": ("manifold.png", False), "scatter": ("latent_scatter.png"
            "curves": ("curves.png", False)}
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(convert, accepts, expected):
+    """An argparse type: `convert` the text, then require `accepts(value)`."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = text
+        if isinstance(value, str) or not accepts(value):   # not a number, or out of range
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return value
+    return parse
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _nonnegative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
-def _nonnegative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _number(float, lambda v: v > 0, "a positive number")         # NaN fails too
+_nonnegative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 
 
 class _Parser(argparse.ArgumentParser):
