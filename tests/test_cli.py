@@ -8,7 +8,6 @@ import math
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -16,36 +15,17 @@ from io import StringIO
 from pathlib import Path
 
 import matplotlib.image
-import numpy as np
 import pytest
 from tqdm import tqdm as real_tqdm
 
 import minivae.train
-from minivae import data, plots
+from minivae import plots
 from minivae.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 TINY_FLAGS = ["--latent", "2", "--hidden", "8", "--epochs", "1", "--batch-size", "100",
               "--k", "3", "--no-progress"]
-
-
-def write_idx(path, array):
-    """A raw (uncompressed) uint8 IDX file: 0, 0, type 0x08, ndim, big-endian dims."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.tobytes())
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    mnist = data.load_mnist()
-    directory = tmp_path_factory.mktemp("tiny_mnist")
-    for split, images, labels, n in (("train", mnist.train_images, mnist.train_labels, 300),
-                                     ("t10k", mnist.test_images, mnist.test_labels, 100)):
-        write_idx(directory / f"{split}-images-idx3-ubyte", images[:n].reshape(n, 28, 28))
-        write_idx(directory / f"{split}-labels-idx1-ubyte", labels[:n])
-    return directory
 
 
 def run(argv, capsys):

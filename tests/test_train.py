@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import struct
 
 import numpy as np
 import pytest
@@ -22,24 +21,6 @@ from minivae.checkpoint import load_checkpoint
 from minivae.train import Config, Inputs, TrainingError, train
 
 N_TRAIN, N_TEST = 300, 100
-
-
-def write_idx(path, array):
-    """A raw (uncompressed) uint8 IDX file: 0, 0, type 0x08, ndim, big-endian dims."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.tobytes())
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    mnist = data.load_mnist()
-    directory = tmp_path_factory.mktemp("tiny_mnist")
-    for split, images, labels, n in (("train", mnist.train_images, mnist.train_labels, N_TRAIN),
-                                     ("t10k", mnist.test_images, mnist.test_labels, N_TEST)):
-        write_idx(directory / f"{split}-images-idx3-ubyte", images[:n].reshape(n, 28, 28))
-        write_idx(directory / f"{split}-labels-idx1-ubyte", labels[:n])
-    return directory
 
 
 def tiny(data_dir, **changes):
