@@ -132,7 +132,18 @@ def minivae_data(alone=False):
     return data
 
 
-class MinivaeTrainer:
+class Trainer:
+    """One training step; minivae's Tensor and optimizers share PyTorch's method names."""
+
+    def step(self, x, eps):
+        loss = self.loss(x, eps)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+
+class MinivaeTrainer(Trainer):
     """minivae's training step, as minivae.train takes it."""
     name = "minivae"
 
@@ -153,18 +164,11 @@ class MinivaeTrainer:
     def loss(self, x, eps):
         return -self.model.elbo(x, eps).mean()  # -ELBO (eq. 7) averaged over the minibatch
 
-    def step(self, x, eps):
-        loss = self.loss(x, eps)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        return loss.item()
-
     def params(self):
         return {name: t.data for name, t in self.model.named_parameters()}
 
 
-class TorchTrainer:
+class TorchTrainer(Trainer):
     """The same step in idiomatic PyTorch (benchmarks/_torch_vae.py)."""
     name = "PyTorch"
 
@@ -184,13 +188,6 @@ class TorchTrainer:
 
     def loss(self, x, eps):
         return self.model.loss(self.torch.from_numpy(x), self.torch.from_numpy(eps[0]))
-
-    def step(self, x, eps):
-        loss = self.loss(x, eps)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        return loss.item()
 
     def params(self):
         return self.model.minivae_params()
