@@ -370,7 +370,7 @@ def test_gradient_of_the_vae_loss_matches_central_differences(decoder, estimator
 # ---------------------------------------------------------------- PyTorch oracle
 
 def test_same_vae_in_torch_gives_the_same_elbo_and_gradients():
-    torch = pytest.importorskip("torch", reason="PyTorch is the optional oracle: pip install torch")
+    torch = pytest.importorskip("torch", reason="PyTorch is the optional oracle: pip install torch==2.13.0")
     from torch.distributions import Bernoulli, Normal, kl_divergence
 
     def torch_elbo(params, x, eps, estimator, decoder, n_hidden):
