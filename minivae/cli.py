@@ -103,7 +103,7 @@ def _parser():
                     help="run directory (default: runs/<date-time>)")
     io.add_argument("--resume", default=None, metavar="RUN_OR_CKPT",
                     help="continue a run from its checkpoint, exactly where it stopped")
-    io.add_argument("--k", type=_positive_int, default=d.k,
+    io.add_argument("--k", type=_positive_int, default=100,
                     help="importance samples for the log p(x) printed at the end")
     io.add_argument("--max-minutes", type=_positive_float, default=None,
                     help="stop after the last epoch that fits in this much wall time")
@@ -155,7 +155,7 @@ def _train(args):
           f"(lr {config.lr}), {config.epochs} epochs; run directory {out}")
     max_seconds = args.max_minutes * 60 if args.max_minutes else None
     result = train(config, out, resume=resume, progress=not args.no_progress,
-                   figures=not args.no_figures, max_seconds=max_seconds)
+                   figures=not args.no_figures, max_seconds=max_seconds, k=args.k)
     print(f"test ELBO            {result['test_elbo']:.2f} nats")
     print(f"test log p(x), K={result['k']:<4d} {result['log_px']:.2f} nats")
     print(f"checkpoint           {result['checkpoint']}")

@@ -53,7 +53,6 @@ class Config:
     dtype: str = "float32"
     binarize: str = "dynamic"   # Bernoulli decoder: dynamic, static or none
     data: str = None            # None: the embedded MNIST
-    k: int = 100                # importance samples for the final log p(x)
 
     def __post_init__(self):
         self.hidden = tuple(self.hidden)
@@ -83,7 +82,6 @@ class Config:
                                                    f"got {self.dtype!r}"),
             (self.binarize in ("dynamic", "static", "none"),
              f"binarize must be dynamic, static or none, got {self.binarize!r}"),
-            (self.k >= 1, f"k must be at least 1, got {self.k}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -277,7 +275,8 @@ class Run:
                                    self.out / "latent.gif")
 
 
-def train(config, out, resume=None, progress=True, log=print, figures=True, max_seconds=None):
+def train(config, out, resume=None, progress=True, log=print, figures=True, max_seconds=None,
+          k=100):
     """Train a VAE by AEVB; returns a summary dict (test ELBO, log p(x), paths).
 
     Writes `out/checkpoint.npz` (after every epoch, and on Ctrl-C),
@@ -287,7 +286,11 @@ def train(config, out, resume=None, progress=True, log=print, figures=True, max_
     the saved position bit for bit; `config.epochs` may be raised to go on.
     With `max_seconds`, no epoch starts that would end, at the average pace
     so far, after that much wall time (training, evaluation and figures).
+    The final log p(x) uses `k` importance samples.  None of these keyword
+    arguments is part of the run's config: a run may resume with others.
     """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
     run_started, epochs_run = time.perf_counter(), 0
     run = Run(config, data.load_mnist(config.data), out)
     if resume is not None:
@@ -342,8 +345,8 @@ def train(config, out, resume=None, progress=True, log=print, figures=True, max_
         signal.signal(signal.SIGINT, previous_handler)
     seed, inputs = config.seed, run.inputs
     log_px = log_likelihood(run.model, inputs.test_batches(batch_size=100),
-                            np.random.default_rng([seed, 0, config.k]), k=config.k)
+                            np.random.default_rng([seed, 0, k]), k=k)
     test_elbo = mean_elbo(run.model, inputs.test_batches(), np.random.default_rng([seed, 0]),
                           config.estimator)
-    return {"test_elbo": test_elbo, "log_px": log_px, "k": config.k,
+    return {"test_elbo": test_elbo, "log_px": log_px, "k": k,
             "checkpoint": str(run.checkpoint), "metrics": str(run.out / "metrics.jsonl")}

@@ -69,8 +69,7 @@ def test_train_prints_test_elbo_log_px_and_checkpoint_and_returns_zero(trained):
 def test_train_passes_every_flag_into_the_saved_config(trained, data_dir):
     run_dir, _, _, _ = trained
     config = minivae.train.Config.from_dict(json.loads((run_dir / "config.json").read_text()))
-    assert (config.latent, config.hidden, config.epochs, config.batch_size, config.k) == \
-        (2, (8,), 1, 100, 3)
+    assert (config.latent, config.hidden, config.epochs, config.batch_size) == (2, (8,), 1, 100)
     assert config.data == str(data_dir)
 
 

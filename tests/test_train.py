@@ -24,12 +24,12 @@ N_TRAIN, N_TEST = 300, 100
 
 
 def tiny(data_dir, **changes):
-    settings = dict(hidden=(32,), latent=4, epochs=3, batch_size=100, data=str(data_dir), k=5)
+    settings = dict(hidden=(32,), latent=4, epochs=3, batch_size=100, data=str(data_dir))
     return Config(**{**settings, **changes})
 
 
 def quiet_train(config, out, **kwargs):
-    return train(config, out, progress=False, log=lambda *a: None, **kwargs)
+    return train(config, out, progress=False, log=lambda *a: None, **{"k": 5, **kwargs})
 
 
 def metrics(out):
@@ -264,8 +264,8 @@ def test_a_batch_size_larger_than_the_data_set_fails_before_training(data_dir, t
          init="xavier", activation="relu"),
 ], ids=lambda c: "-".join(str(v) for v in c.values()))
 def test_each_variant_trains_one_epoch_to_finite_numbers(data_dir, tmp_path, changes):
-    config = tiny(data_dir, hidden=(8,), latent=2, epochs=1, batch_size=100, k=2, **changes)
-    result = quiet_train(config, tmp_path)
+    config = tiny(data_dir, hidden=(8,), latent=2, epochs=1, batch_size=100, **changes)
+    result = quiet_train(config, tmp_path, k=2)
     assert math.isfinite(result["test_elbo"]) and math.isfinite(result["log_px"])
     assert len(metrics(tmp_path)) == 1
     params, _, _, _ = load_checkpoint(tmp_path)
@@ -330,3 +330,11 @@ def test_a_time_budget_stops_after_the_last_epoch_that_fits(data_dir, tmp_path):
           max_seconds=1e-6)
     assert [row["epoch"] for row in metrics(tmp_path / "run")] == [1]
     assert any("time budget" in line for line in logs)
+
+
+def test_a_run_resumes_with_another_k_for_its_final_log_px(reference, tmp_path):
+    # K only sets how the final log p(x) is estimated; it is not part of the run.
+    shutil.copytree(reference[0], tmp_path, dirs_exist_ok=True)
+    config = Config.from_dict(load_checkpoint(tmp_path)[2]["config"])
+    result = quiet_train(config, tmp_path, resume=tmp_path, k=7)
+    assert result["k"] == 7 and math.isfinite(result["log_px"])
