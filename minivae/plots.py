@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from statistics import NormalDist
 
-import matplotlib.image
 import numpy as np
 from matplotlib.animation import PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -37,12 +36,6 @@ def image_grid(images, cols=None):
         r, c = divmod(i, cols)
         grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
     return grid
-
-
-def save_image_grid(images, path, cols=None):
-    """Write images (n, h, w) in [0, 1] as one grayscale PNG grid at `path`."""
-    matplotlib.image.imsave(path, image_grid(np.clip(images, 0, 1), cols), cmap="gray",
-                            vmin=0.0, vmax=1.0)
 
 
 def normal_quantile(p):
