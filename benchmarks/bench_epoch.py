@@ -143,13 +143,28 @@ class Trainer:
         return loss.item()
 
 
+class DrawnEps:
+    """Stands in for the run's generator inside one step: hands out the eps the
+    feed drew (so both frameworks see the same numbers) where the objective
+    asks its generator for standard normals."""
+
+    def __init__(self, eps):
+        self.eps = eps
+
+    def standard_normal(self, shape, dtype):
+        assert self.eps.shape == tuple(shape) and self.eps.dtype == dtype
+        return self.eps
+
+
 class MinivaeTrainer(Trainer):
-    """minivae's training step, as minivae.train takes it."""
+    """minivae's training step, as minivae.train takes it: GradientAscent on the ELBO."""
     name = "minivae"
 
     def __init__(self, optimizer, hidden=HIDDEN, latent=LATENT, dtype=np.float32, init=None):
+        from minivae.algorithms import GradientAscent
+        from minivae.models.vae import VAE
+        from minivae.objectives import ELBO
         from minivae.optim import Adagrad, Adam
-        from minivae.vae import VAE
         self.model = VAE(x_dim=X_DIM, hidden=(hidden,), latent=latent, dtype=dtype,
                          rng=np.random.default_rng(SEED))
         if init is not None:
@@ -160,9 +175,14 @@ class MinivaeTrainer(Trainer):
         else:
             self.optimizer = Adagrad(self.model.params, lr=LR["adagrad"], eps=1e-8,
                                      weight_decay=0.0)
+        self.objective = ELBO("B", samples=1)
+        self.algorithm = GradientAscent(self.model, self.objective, self.optimizer)
 
-    def loss(self, x, eps):
-        return -self.model.elbo(x, eps).mean()  # -ELBO (eq. 7) averaged over the minibatch
+    def loss(self, x, eps):   # -ELBO (eq. 7) averaged over the minibatch
+        return -self.objective(self.model, x, DrawnEps(eps)).mean()
+
+    def step(self, x, eps):
+        return -float(np.mean(self.algorithm.step(x, DrawnEps(eps)), dtype=np.float64))
 
     def params(self):
         return {name: t.data for name, t in self.model.named_parameters()}
@@ -198,7 +218,7 @@ TRAINERS = {"minivae": MinivaeTrainer, "torch": TorchTrainer}
 
 def initial_params(hidden, latent, dtype):
     """minivae's initial weights for one config, {name: array}: both sides start from them."""
-    from minivae.vae import VAE
+    from minivae.models.vae import VAE
     model = VAE(x_dim=X_DIM, hidden=(hidden,), latent=latent, dtype=dtype,
                 rng=np.random.default_rng(SEED))
     return {name: t.data.copy() for name, t in model.named_parameters()}

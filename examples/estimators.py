@@ -22,32 +22,31 @@ import argparse
 
 import numpy as np
 
+from minivae.algorithms import GradientAscent
 from minivae.data import binarize_dynamic, binarize_static, load_mnist, minibatch_indices
+from minivae.models.vae import VAE
+from minivae.objectives import ELBO, elbo
 from minivae.optim import Adagrad
-from minivae.vae import VAE
 
 GROUPS = 10   # disjoint groups of draws, for the spread of the variance ratio
 
 
 def train_briefly(model, images, epochs, rng):
     """A few epochs of AEVB (Algorithm 1) with estimator B and Adagrad, as in the paper."""
-    optimizer = Adagrad(model.params, lr=0.02, weight_decay=1.0 / len(images))
+    learn = GradientAscent(model, ELBO("B"),
+                           Adagrad(model.params, lr=0.02, weight_decay=1.0 / len(images)))
     for _ in range(epochs):
         for idx in minibatch_indices(rng.permutation(len(images)), 100):
-            x = binarize_dynamic(images[idx], rng, model.dtype)
-            eps = rng.standard_normal((1, len(idx), model.latent), dtype=model.dtype)
-            optimizer.zero_grad()
-            (-model.elbo(x, eps).mean()).backward()
-            optimizer.step()
+            learn.step(binarize_dynamic(images[idx], rng, model.dtype), rng)
 
 
 def elbo_and_gradients(model, x, eps, estimator):
     """The minibatch-mean ELBO (a float) and the gradients of -ELBO (name -> float64 array)."""
     for p in model.params.values():
         p.grad = None
-    elbo = model.elbo(x, eps, estimator).mean()
-    (-elbo).backward()
-    return elbo.item(), {name: p.grad.astype(np.float64) for name, p in model.params.items()}
+    bound = elbo(model, x, eps, estimator).mean()
+    (-bound).backward()
+    return bound.item(), {name: p.grad.astype(np.float64) for name, p in model.params.items()}
 
 
 class Moments:

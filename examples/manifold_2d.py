@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from minivae import plots
+from minivae.algorithms import GradientAscent
 from minivae.data import binarize_dynamic, binarize_static, load_mnist, minibatch_indices
 from minivae.evaluate import mean_elbo
 from minivae.optim import Adam
-from minivae.vae import VAE
+from minivae.models.vae import VAE
+from minivae.objectives import ELBO
 
 
 def main():
@@ -41,15 +43,10 @@ def main():
     test_batches = [x_test[s:s + 1000] for s in range(0, len(x_test), 1000)]
 
     model = VAE(x_dim=784, hidden=(args.hidden,), latent=2, rng=rng)
-    optimizer = Adam(model.params, lr=1e-3, weight_decay=1.0 / n)
+    learn = GradientAscent(model, ELBO("B"), Adam(model.params, lr=1e-3, weight_decay=1.0 / n))
     for epoch in range(1, args.epochs + 1):        # AEVB, Algorithm 1, with estimator B
         for idx in minibatch_indices(rng.permutation(n), 100):
-            x = binarize_dynamic(train_images[idx], rng, np.float32)
-            eps = rng.standard_normal((1, len(idx), 2), dtype=np.float32)
-            loss = -model.elbo(x, eps).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            learn.step(binarize_dynamic(train_images[idx], rng, np.float32), rng)
         test_elbo = mean_elbo(model, test_batches, np.random.default_rng(epoch))
         print(f"epoch {epoch}  test ELBO {test_elbo:.2f} nats per image")
 

@@ -6,16 +6,23 @@ The modules, from the bottom up:
     ops            differentiable ops, each derivative beside its forward
     distributions  fused Bernoulli/Gaussian log-densities, KL, reparameterization
     gradcheck      the engine's gradients against finite differences
-    vae            encoder, decoders and the SGVB estimators A and B
+    nn             MLPs: hidden layers and one affine head per output
+    likelihoods    p(x|z): Bernoulli and Gaussian, and which pixels each models
+    models         the model contract (models.base) and the registry; models.vae
+    objectives     the SGVB estimators A (eq. 6) and B (eq. 7)
     optim          SGD, Adagrad and Adam
+    algorithms     one step of learning: GradientAscent (Algorithm 1's update)
     evaluate       test ELBO and importance-sampled log p(x)
-    data           MNIST IDX files and per-minibatch binarization
+    data           MNIST IDX files, binarization, the model's x per minibatch
+    config         a run's configuration in sections, and presets
     checkpoint     atomic .npz checkpoints
+    runs           the run directory: its files, metrics, loading a trained model
     train          the AEVB loop (Algorithm 1)
     plots          figures of what a model learned
     cli            the `minivae` command
 
-This namespace holds the engine: Tensor, the ops and gradcheck.
+This namespace holds the engine (kernels, autograd, ops, distributions,
+gradcheck): Tensor, the ops and gradcheck.  Importing it loads nothing else.
 """
 from minivae.autograd import OPS, Tensor, no_grad
 from minivae.distributions import (bernoulli_log_prob, gaussian_kl, gaussian_log_prob,

@@ -7,7 +7,9 @@ graph topologically without recursion and walks it once in reverse.
 
 Every differentiable function is registered in `OPS` by the `@op`
 decorator; the test suite checks that each one has a finite-difference
-property test.  The ops themselves live in `ops` and `distributions`.
+property test.  The ops themselves live in `ops` and `distributions`;
+`ops` also gives Tensor its operator syntax (x + y, x @ W, x.sum()), so this
+module imports nothing of minivae.
 """
 import itertools
 from contextlib import contextmanager
@@ -142,30 +144,6 @@ class Tensor:
                 key = id(parent)
                 grads[key] = grads[key] + g_parent if key in grads else g_parent
 
-    # Operator syntax calls the ops of the same name (see `ops`).
-    def __add__(self, other): return ops.add(self, other)
-    def __radd__(self, other): return ops.add(other, self)
-    def __sub__(self, other): return ops.sub(self, other)
-    def __rsub__(self, other): return ops.sub(other, self)
-    def __mul__(self, other): return ops.mul(self, other)
-    def __rmul__(self, other): return ops.mul(other, self)
-    def __truediv__(self, other): return ops.div(self, other)
-    def __rtruediv__(self, other): return ops.div(other, self)
-    def __neg__(self): return ops.neg(self)
-    def __pow__(self, exponent): return ops.pow(self, exponent)
-    def __matmul__(self, other): return ops.matmul(self, other)
-    def __rmatmul__(self, other): return ops.matmul(other, self)
-    def __getitem__(self, index): return ops.getitem(self, index)
-    T = property(lambda self: ops.transpose(self))
-
-    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
-    def reshape(self, *shape): return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
-    def transpose(self, axes=None): return ops.transpose(self, axes)
-    def astype(self, dtype): return ops.astype(self, dtype)
-    def exp(self): return ops.exp(self)
-    def log(self): return ops.log(self)
-
 
 def _topological_order(root):
     """The nodes that lead to root and need gradients, each after all of its
@@ -232,6 +210,3 @@ def unbroadcast(g, shape):
     g = g.sum(axis=tuple(range(g.ndim - len(shape))))
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
     return g.sum(axis=stretched, keepdims=True) if stretched else g
-
-
-from minivae import ops  # noqa: E402  (ops builds on Tensor, defined above)

@@ -42,6 +42,13 @@ def save_checkpoint(path, params, optimizer_state, meta, order=None):
 
 def save_npz_atomically(path, arrays):
     """np.savez to a temporary file beside `path`, then rename it over `path`."""
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomically(path, content):
+    """Write `content` (bytes, or a function that writes to a binary file) to a
+    temporary file `.<name>.<random>.tmp` beside `path`, flush it to disk, then
+    rename it over `path`: readers see the old file or the new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -50,7 +57,10 @@ def save_npz_atomically(path, arrays):
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)   # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            if isinstance(content, bytes):
+                f.write(content)
+            else:
+                content(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -60,10 +70,11 @@ def save_npz_atomically(path, arrays):
 
 
 def load_checkpoint(path):
-    """Read a checkpoint: (params, optimizer_state, meta, order or None)."""
+    """Read a checkpoint file: (params, optimizer_state, meta, order or None).
+
+    This checks the file's format; what the metadata must hold is checked by
+    `runs.RunDir.load`, and optimizer state by the optimizer that takes it."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.npz"
     try:
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):
@@ -91,7 +102,8 @@ def load_checkpoint(path):
 
 
 def restore_params(model, params, where):
-    """Copy saved arrays into the model's parameters, checking names and shapes."""
+    """Copy saved arrays into the model's parameters, checking names, shapes,
+    dtypes and that every value is finite; nothing changes unless all pass."""
     expected = {name: t.shape for name, t in model.named_parameters()}
     found = {name: a.shape for name, a in params.items()}
     if expected.keys() != found.keys():
@@ -105,5 +117,8 @@ def restore_params(model, params, where):
         if params[name].dtype != model.dtype:
             raise CheckpointError(f"{where}: parameter {name} is {params[name].dtype}, "
                                   f"the model is {model.dtype}")
+        if not np.isfinite(params[name]).all():
+            raise CheckpointError(f"{where}: parameter {name} is not finite (NaN or Inf); "
+                                  f"the checkpoint cannot be used")
     for name in expected:
         model.params[name].data = np.array(params[name], order="C")  # a C-ordered copy

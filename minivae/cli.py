@@ -1,45 +1,48 @@
-"""The `minivae` command: train, evaluate and sample.
+"""The `minivae` command: train, evaluate, sample and plot.
 
     minivae train                      the paper's MNIST model on the embedded data
+    minivae train --config PRESET      a named setup (minivae/presets), flags override it
     minivae evaluate RUN_OR_CKPT       test ELBO and importance-sampled log p(x)
     minivae sample RUN_OR_CKPT         a PNG grid of samples from the prior
     minivae plot RUN_OR_CKPT           figures: manifold, latent scatter, reconstructions,
                                        samples, learning curves
+
+The training flags are the fields of `config`: their names, defaults,
+choices and help come from there.
 """
 import argparse
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 
-from minivae.train import Config
+from minivae import config as cfg
 
-DEFAULTS = Config()
-# what `minivae plot --what` can draw: file name, and whether it needs the test data
-FIGURES = {"manifold": ("manifold.png", False), "scatter": ("latent_scatter.png", True),
-           "recon": ("recon.png", True), "samples": ("samples.png", False),
-           "curves": ("curves.png", False)}
+# what `minivae plot --what` can draw, and whether it needs the test data
+PLOTS = {"manifold": False, "scatter": True, "recon": True, "samples": False, "curves": False}
 
 
-def _number(convert, accepts, expected):
-    """An argparse type: `convert` the text, then require `accepts(value)`."""
+def _value_type(name, meta):
+    """An argparse type for config field `name`: text -> value, or a one-line error."""
+    convert, _, _ = cfg.KINDS[meta["kind"]]
+
     def parse(text):
         try:
             value = convert(text)
         except ValueError:
-            value = text
-        if isinstance(value, str) or not accepts(value):   # not a number, or out of range
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
-        return value
+            raise argparse.ArgumentTypeError(
+                f"expected {cfg.KINDS[meta['kind']][2]}, got {text!r}") from None
+        try:
+            return cfg.check_value(name, value, {**meta, "many": False})
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
     return parse
 
 
-_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-_nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number(float, lambda v: v > 0, "a positive number")         # NaN fails too
-_nonnegative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+def _number(kind):
+    """An argparse type for a number of `kind` (a key of config.KINDS)."""
+    return _value_type("value", {"kind": kind, "choices": None, "optional": False})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,63 +52,43 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_config_flags(parser):
+    """One flag per config field, grouped by section; a flag that is not given
+    is absent from the parsed arguments, so a preset or a resumed run fills it."""
+    for section, cls in cfg.SECTIONS.items():
+        group = parser.add_argument_group(section)
+        for name, (_, f) in cfg.FLAGS.items():
+            if f.name not in cls.__dataclass_fields__:
+                continue
+            meta, default = f.metadata, cfg.default(name)
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text = meta["help"] + ("" if default is None else f" (default: {shown})")
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name,
+                               default=argparse.SUPPRESS, nargs="+" if meta["many"] else None,
+                               choices=meta["choices"], help=help_text,
+                               type=None if meta["choices"] else _value_type(name, meta))
+
+
 def _parser():
     parser = _Parser(
         prog="minivae", description="Auto-Encoding Variational Bayes (Kingma & Welling, 2013) "
                                     "in NumPy and Numba.")
     commands = parser.add_subparsers(dest="command", required=True)
-    d = DEFAULTS
+    defaults = argparse.ArgumentDefaultsHelpFormatter
 
-    train = commands.add_parser(
-        "train", help="train a VAE (defaults: the paper's MNIST setup)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    model = train.add_argument_group("model")
-    model.add_argument("--latent", type=_positive_int, default=d.latent, help="latent dimension J")
-    model.add_argument("--hidden", type=_positive_int, nargs="+", default=list(d.hidden),
-                       help="hidden layer widths of the encoder (the decoder mirrors them)")
-    model.add_argument("--decoder", choices=("bernoulli", "gaussian"), default=d.decoder,
-                       help="p(x|z): Bernoulli for binary data, Gaussian for intensities")
-    model.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "softplus"),
-                       default=d.activation, help="hidden-layer activation")
-    model.add_argument("--init", choices=("normal", "xavier"), default=d.init,
-                       help="normal: N(0, 0.01^2) as in the paper; xavier: Glorot uniform")
-    objective = train.add_argument_group("objective and optimization")
-    objective.add_argument("--estimator", choices=("A", "B"), default=d.estimator,
-                           help="SGVB estimator: A (eq. 6) or B with analytic KL (eq. 7)")
-    objective.add_argument("--samples", type=_positive_int, default=d.samples,
-                           help="L, samples of z per datapoint")
-    objective.add_argument("--optimizer", choices=("adagrad", "sgd", "adam"), default=d.optimizer,
-                           help="stochastic gradient method (the paper used Adagrad)")
-    objective.add_argument("--lr", type=_positive_float, default=argparse.SUPPRESS,
-                           help="step size (default: 0.02 for adagrad, 1e-3 for adam and sgd)")
-    objective.add_argument("--momentum", type=_nonnegative_float, default=d.momentum,
-                           help="SGD momentum")
-    objective.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
-                           help="minibatch size M")
-    objective.add_argument("--epochs", type=_positive_int, default=d.epochs,
-                           help="passes over the training set")
-    objective.add_argument("--weight-decay", type=_nonnegative_float, default=d.weight_decay,
-                           help="Gaussian prior on the parameters, N(0, I/weight_decay), "
-                                "scaled by 1/N in the per-datapoint objective")
-    objective.add_argument("--clip-norm", type=_positive_float, default=None,
-                           help="clip the global gradient norm to this value")
-    objective.add_argument("--seed", type=_nonnegative_int, default=d.seed,
-                           help="seed of the run's random generator")
-    objective.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype,
-                           help="floating-point type of parameters and arithmetic")
-    io = train.add_argument_group("data and output")
-    io.add_argument("--data", default=argparse.SUPPRESS,
-                    help="directory of MNIST-format IDX files (default: the embedded MNIST)")
-    io.add_argument("--binarize", choices=("dynamic", "static", "none"), default=d.binarize,
-                    help="Bernoulli decoder: a fresh binarization per minibatch, one fixed "
-                         "binarization, or data that is already binary (pixels 0 or 255)")
-    io.add_argument("--out", default=argparse.SUPPRESS,
-                    help="run directory (default: runs/<date-time>)")
+    train = commands.add_parser("train", help="train a VAE (defaults: the paper's MNIST setup)")
+    _add_config_flags(train)
+    io = train.add_argument_group("this invocation (may change when a run is resumed)")
+    io.add_argument("--config", metavar="PRESET", default=None,
+                    help="start from a preset: a name in minivae/presets (e.g. paper-mnist) "
+                         "or a JSON file of field -> value; flags given here override it")
+    io.add_argument("--out", default=None,
+                    help="run directory (default: runs/<date-time>, or the resumed run's)")
     io.add_argument("--resume", default=None, metavar="RUN_OR_CKPT",
-                    help="continue a run from its checkpoint, exactly where it stopped")
-    io.add_argument("--k", type=_positive_int, default=100,
-                    help="importance samples for the log p(x) printed at the end")
-    io.add_argument("--max-minutes", type=_positive_float, default=None,
+                    help="continue a run exactly where it stopped, with its own settings")
+    io.add_argument("--k", type=_number("positive int"), default=100,
+                    help="importance samples for the log p(x) printed at the end (default: 100)")
+    io.add_argument("--max-minutes", type=_number("positive number"), default=None,
                     help="stop after the last epoch that fits in this much wall time")
     io.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     io.add_argument("--no-figures", action="store_true",
@@ -113,118 +96,133 @@ def _parser():
 
     evaluate = commands.add_parser(
         "evaluate", help="test ELBO and importance-sampled log p(x) of a checkpoint",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=defaults)
     evaluate.add_argument("checkpoint", metavar="RUN_OR_CKPT")
-    evaluate.add_argument("--k", type=_positive_int, default=1000, help="importance samples K")
-    evaluate.add_argument("--limit", type=_positive_int, default=None,
+    evaluate.add_argument("--k", type=_number("positive int"), default=1000,
+                          help="importance samples K")
+    evaluate.add_argument("--limit", type=_number("positive int"), default=None,
                           help="evaluate only the first LIMIT test images")
-    evaluate.add_argument("--seed", type=_nonnegative_int, default=0,
+    evaluate.add_argument("--seed", type=_number("int >= 0"), default=0,
                           help="seed of the evaluation's random draws")
+    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    sample = commands.add_parser(
-        "sample", help="write samples from the prior as a PNG grid",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sample = commands.add_parser("sample", help="write samples from the prior as a PNG grid",
+                                 formatter_class=defaults)
     sample.add_argument("checkpoint", metavar="RUN_OR_CKPT")
-    sample.add_argument("--n", type=_positive_int, default=64, help="number of samples")
-    sample.add_argument("--out", default=None, help="PNG path (default: samples.png in the run)")
-    sample.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of z ~ N(0, I)")
+    sample.add_argument("--n", type=_number("positive int"), default=64,
+                        help="number of samples")
+    sample.add_argument("--out", default=None,
+                        help="PNG path (default: samples_seed<SEED>.png in the run)")
+    sample.add_argument("--seed", type=_number("int >= 0"), default=0, help="seed of z ~ N(0, I)")
 
-    plot = commands.add_parser(
-        "plot", help="draw figures of a run as PNGs into its directory",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    plot = commands.add_parser("plot", help="draw figures of a run as PNGs into its directory",
+                               formatter_class=defaults)
     plot.add_argument("checkpoint", metavar="RUN_OR_CKPT")
-    plot.add_argument("--what", choices=tuple(FIGURES) + ("all",), default="all",
+    plot.add_argument("--what", choices=tuple(PLOTS) + ("all",), default="all",
                       help="which figure; 'all' draws every one that applies to the model")
-    plot.add_argument("--images", type=_positive_int, default=5000,
+    plot.add_argument("--images", type=_number("positive int"), default=5000,
                       help="test images in the latent scatter")
-    plot.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of z ~ N(0, I)")
+    plot.add_argument("--seed", type=_number("int >= 0"), default=0, help="seed of z ~ N(0, I)")
     plot.add_argument("--out", default=argparse.SUPPRESS,
                       help="directory for the PNGs (default: the run directory)")
     return parser
 
 
 def _train(args):
+    from minivae.runs import RunDir
     from minivae.train import train
-    given = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
-    config = Config(**given)
-    resume = Path(args.resume) if args.resume else None
-    out = getattr(args, "out", None) or (_run_dir(resume) if resume else
-                                         Path("runs") / time.strftime("%Y-%m-%d_%H-%M-%S"))
-    print(f"minivae: training a {config.decoder} VAE with hidden layers "
-          f"{list(config.hidden)} and latent dimension {config.latent}, {config.optimizer} "
-          f"(lr {config.lr}), {config.epochs} epochs; run directory {out}")
+    given = {name: getattr(args, name) for name in cfg.FLAGS if hasattr(args, name)}
+    if args.config:
+        given = {**cfg.load_preset(args.config), **given}
+    if args.resume:
+        config = RunDir.of(args.resume).load().config.resumed_with(given)
+        out = Path(args.out) if args.out else RunDir.of(args.resume).path
+    else:
+        config = cfg.Config.from_flags(**given)
+        out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    m, o = config.model, config.optimizer
+    print(f"minivae: {'resuming' if args.resume else 'training'} a {m.decoder} {m.model.upper()} "
+          f"with hidden layers {list(m.hidden)} and latent dimension {m.latent}, {o.optimizer} "
+          f"(lr {o.lr}), {config.run.epochs} epochs; run directory {out}")
+    on_epoch = None
+    if not args.no_figures:
+        from minivae.plots import epoch_figures as on_epoch
     max_seconds = args.max_minutes * 60 if args.max_minutes else None
-    result = train(config, out, resume=resume, progress=not args.no_progress,
-                   figures=not args.no_figures, max_seconds=max_seconds, k=args.k)
+    result = train(config, out, resume=args.resume, progress=not args.no_progress,
+                   on_epoch=on_epoch, max_seconds=max_seconds, k=args.k)
     print(f"test ELBO            {result['test_elbo']:.2f} nats")
     print(f"test log p(x), K={result['k']:<4d} {result['log_px']:.2f} nats")
     print(f"checkpoint           {result['checkpoint']}")
     print(f"next: minivae evaluate {out} --k 1000   |   minivae plot {out}")
 
 
-def _run_dir(path):
-    """The run directory of a checkpoint file or of a run directory."""
-    path = Path(path)
-    return path if path.is_dir() else path.parent
-
-
 def _load(path):
-    """The model, config and checkpoint meta of a run."""
-    from minivae.checkpoint import load_checkpoint, restore_params
-    from minivae.train import build_model
-    params, _, meta, _ = load_checkpoint(path)
-    config = Config.from_dict(meta["config"])
-    model = build_model(config, meta["x_dim"], np.random.default_rng(0))
-    restore_params(model, params, path)
-    return model, config, meta
+    """The run directory and the checked, trained model of RUN_OR_CKPT."""
+    from minivae.runs import RunDir
+    run = RunDir.of(path)
+    return run, run.load()
 
 
-def _test_data(config):
-    """The test images (uint8, as the model sees them) and labels of a run's data."""
+def _test_inputs(trained):
+    """The test images as the model sees them (data.Inputs) and their labels."""
     from minivae import data
-    from minivae.train import Inputs
-    dataset = data.load_mnist(config.data)
-    return Inputs(config, dataset), dataset.test_labels
+    c = trained.config
+    dataset = data.load_mnist(c.data.data)
+    inputs = data.Inputs(dataset, trained.model.likelihood.pixels, c.data.binarize, c.run.seed,
+                         c.run.dtype)
+    return inputs, dataset.test_labels
 
 
 def _evaluate(args):
+    from tqdm import tqdm
     from minivae.evaluate import log_likelihood, mean_elbo
-    model, config, _ = _load(args.checkpoint)
-    inputs, _ = _test_data(config)
+    _, trained = _load(args.checkpoint)
+    model, estimator = trained.model, trained.config.objective.estimator
+    inputs, _ = _test_inputs(trained)
     count = min(args.limit or len(inputs.test), len(inputs.test))
-    elbo = mean_elbo(model, inputs.test_batches(limit=count), np.random.default_rng(args.seed),
-                     config.estimator)
-    log_px = log_likelihood(model, inputs.test_batches(batch_size=100, limit=count),
-                            np.random.default_rng([args.seed, 1]), k=args.k)
+    with tqdm(total=count, desc="test ELBO", unit="image", leave=False,
+              disable=True if args.no_progress else None) as bar:
+        elbo = mean_elbo(model, inputs.test_batches(limit=count),
+                         np.random.default_rng(args.seed), estimator, progress=bar.update)
+    with tqdm(total=count, desc=f"log p(x), K={args.k}", unit="image", leave=False,
+              disable=True if args.no_progress else None) as bar:
+        log_px = log_likelihood(model, inputs.test_batches(batch_size=100, limit=count),
+                                np.random.default_rng([args.seed, 1]), k=args.k,
+                                progress=bar.update)
     print(f"test images          {count}")
-    print(f"test ELBO            {elbo:.2f} nats (estimator {config.estimator})")
+    print(f"test ELBO            {elbo:.2f} nats (estimator {estimator})")
     print(f"test log p(x), K={args.k:<4d} {log_px:.2f} nats")
+
+
+def _wrote(path, existed, what):
+    print(f"{'replaced' if existed else 'wrote'} {path}: {what}")
 
 
 def _sample(args):
     from minivae import plots
-    model, _, meta = _load(args.checkpoint)
-    out = Path(args.out) if args.out else _run_dir(args.checkpoint) / "samples.png"
-    plots.samples(model, out, np.random.default_rng(args.seed), n=args.n,
-                  image_shape=tuple(meta["image_shape"]))
-    print(f"wrote {args.n} samples from the prior to {out}")
+    run, trained = _load(args.checkpoint)
+    out = Path(args.out) if args.out else run.path / f"samples_seed{args.seed}.png"
+    existed = out.exists()
+    plots.samples(trained.model, out, np.random.default_rng(args.seed), n=args.n,
+                  image_shape=trained.image_shape)
+    _wrote(out, existed, f"{args.n} samples from the prior")
 
 
 def _plot(args):
     from minivae import plots
-    model, config, meta = _load(args.checkpoint)
-    run = _run_dir(args.checkpoint)
-    out = Path(getattr(args, "out", None) or run)
+    run, trained = _load(args.checkpoint)
+    model, shape = trained.model, trained.image_shape
+    out = Path(getattr(args, "out", None) or run.path)
     out.mkdir(parents=True, exist_ok=True)
-    shape = tuple(meta["image_shape"])
-    wanted = list(FIGURES) if args.what == "all" else [args.what]
+    wanted = list(PLOTS) if args.what == "all" else [args.what]
     if args.what == "all":   # leave out what does not apply to this model or run
         wanted = [w for w in wanted if not (w == "manifold" and model.latent != 2)
-                  and not (w == "curves" and not (run / "metrics.jsonl").is_file())]
-    if any(FIGURES[w][1] for w in wanted):
-        inputs, labels = _test_data(config)
+                  and not (w == "curves" and not run.metrics.is_file())]
+    if any(PLOTS[w] for w in wanted):
+        inputs, labels = _test_inputs(trained)
     for what in wanted:
-        path = out / FIGURES[what][0]
+        path = out / run.figure(what).name
+        existed = path.exists()
         if what == "manifold":
             plots.manifold(model, path, image_shape=shape)
         elif what == "scatter":
@@ -234,8 +232,8 @@ def _plot(args):
         elif what == "samples":
             plots.samples(model, path, np.random.default_rng(args.seed), image_shape=shape)
         else:
-            plots.learning_curves({run.name: run}, path)
-        print(f"wrote {path}")
+            plots.learning_curves({run.path.name: run.read_metrics()}, path)
+        _wrote(path, existed, what)
 
 
 def main(argv=None):

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 EMBEDDED_MNIST = Path(__file__).parent / "mnist"
+BINARIZATIONS = ("dynamic", "static", "none")
+TEST_BINARIZATION_SEED = 0  # one fixed binarization of the test set, for comparable numbers
+EVAL_BATCH = 1000
 IDX_UINT8 = 0x08
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -213,3 +216,47 @@ def minibatch_indices(order, batch_size):
     if batch_size > n:
         raise ValueError(f"batch size {batch_size} is larger than the data set ({n} images)")
     return [order[start:start + batch_size] for start in range(0, n, batch_size)]
+
+
+class Inputs:
+    """A data set's uint8 images as the model's x, one minibatch at a time.
+
+    `pixels` is what the likelihood models (`likelihoods`): 'binary' pixels
+    get a fresh binarization per minibatch (binarize='dynamic'), one fixed
+    binarization drawn with `seed` ('static'), or must already be binary
+    ('none'); 'continuous' pixels are intensities in [0, 1].  Binary test
+    images are always binarized once with TEST_BINARIZATION_SEED, so every
+    run is scored on the same x.
+    """
+
+    def __init__(self, dataset, pixels, binarize, seed, dtype):
+        if pixels not in ("binary", "continuous"):
+            raise ValueError(f"pixels must be 'binary' or 'continuous', got {pixels!r}")
+        if binarize not in BINARIZATIONS:
+            raise ValueError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
+        self.pixels, self.binarize, self.dtype = pixels, binarize, np.dtype(dtype)
+        self.dynamic = pixels == "binary" and binarize == "dynamic"
+        self.train = dataset.train_images if self.dynamic else \
+            self._fixed(dataset.train_images, seed, "training")
+        self.test = self._fixed(dataset.test_images, TEST_BINARIZATION_SEED, "test")
+
+    def _fixed(self, images, seed, split):
+        if self.pixels == "continuous":
+            return images
+        if self.binarize == "none":
+            validate_binary(images, f"{split} images")
+            return images
+        # 0/1 uint8 times 255 keeps the one conversion rule: x = pixel / 255
+        return binarize_static(images, seed) * np.uint8(255)
+
+    def train_batch(self, idx, rng):
+        """x for the training images idx: (B, D) in the run's dtype."""
+        if self.dynamic:
+            return binarize_dynamic(self.train[idx], rng, self.dtype)
+        return intensities(self.train[idx], self.dtype)
+
+    def test_batches(self, batch_size=EVAL_BATCH, limit=None):
+        """The test set as x, in batches (a generator, so memory stays small)."""
+        test = self.test[:limit]
+        return (intensities(test[s:s + batch_size], self.dtype)
+                for s in range(0, len(test), batch_size))

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from minivae import kernels
-from minivae.autograd import as_tensor, as_tensors, checked_dtype, node, op, unbroadcast
+from minivae.autograd import Tensor, as_tensor, as_tensors, checked_dtype, node, op, unbroadcast
 
 
 def _operands(x, y, name):
@@ -319,3 +319,25 @@ def linear(x, W, b=None, activation="identity"):
         return grads if b is None else grads + (g_b,)
     return node(out, params, vjp, "linear")
 
+
+
+# ---------------------------------------------------------------- operator syntax
+# x + y, x @ W, x.sum() ... call the ops above.  They are bound here rather than
+# in `autograd`, so that the graph machinery imports nothing of the ops.
+
+def _bind_operators():
+    T = Tensor
+    T.__add__, T.__radd__ = add, lambda self, other: add(other, self)
+    T.__sub__, T.__rsub__ = sub, lambda self, other: sub(other, self)
+    T.__mul__, T.__rmul__ = mul, lambda self, other: mul(other, self)
+    T.__truediv__, T.__rtruediv__ = div, lambda self, other: div(other, self)
+    T.__neg__, T.__pow__ = neg, pow
+    T.__matmul__, T.__rmatmul__ = matmul, lambda self, other: matmul(other, self)
+    T.__getitem__ = getitem
+    T.T = property(transpose)
+    T.sum, T.mean, T.transpose = sum, mean, transpose
+    T.reshape = lambda self, *shape: reshape(self, shape[0] if len(shape) == 1 else shape)
+    T.astype, T.exp, T.log = astype, exp, log
+
+
+_bind_operators()

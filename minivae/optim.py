@@ -7,6 +7,7 @@ scaled down together when their global norm exceeds it.  Weight decay then
 adds `weight_decay * theta`: the gradient of a Gaussian prior,
 -log p(theta) = weight_decay / 2 ||theta||^2 + const.
 """
+import math
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -15,19 +16,37 @@ from minivae import kernels
 
 
 class NonFiniteGradient(FloatingPointError):
-    """A gradient holds NaN or Inf; no parameter was updated."""
+    """A gradient holds NaN or Inf; no parameter was updated.  `name` is the
+    first parameter whose gradient does."""
+
+    def __init__(self, message, name):
+        super().__init__(message)
+        self.name = name
+
+
+class StateError(ValueError):
+    """Saved optimizer state does not fit the optimizer and its parameters."""
 
 
 class Optimizer(ABC):
-    """Updates `params` (dict name -> Tensor) from their gradients."""
+    """Updates `params` (dict name -> Tensor) from their gradients.
 
-    def __init__(self, params, lr, weight_decay=0.0, clip_norm=None):
+    Each subclass names its `default_lr`, the `slots` of state it keeps per
+    parameter (e.g. Adam's running means 'adam.m' and 'adam.v'), and the
+    `hyperparameters` of its own that a run's config sets.
+    """
+    default_lr = None
+    slots = ()
+    hyperparameters = ()
+
+    def __init__(self, params, lr=None, weight_decay=0.0, clip_norm=None):
         name = type(self).__name__
-        if not lr > 0:
+        lr = self.default_lr if lr is None else lr
+        if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"{name}: learning rate must be positive, got {lr}")
-        if not weight_decay >= 0:
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
             raise ValueError(f"{name}: weight decay must be >= 0, got {weight_decay}")
-        if clip_norm is not None and not clip_norm > 0:
+        if clip_norm is not None and not (math.isfinite(clip_norm) and clip_norm > 0):
             raise ValueError(f"{name}: clip norm must be positive, got {clip_norm}")
         self.params, self.lr = dict(params), lr
         self.weight_decay, self.clip_norm = weight_decay, clip_norm
@@ -50,7 +69,7 @@ class Optimizer(ABC):
             if not np.isfinite(square):
                 if not np.isfinite(p.grad).all():
                     raise NonFiniteGradient(f"gradient of {name} is not finite at step "
-                                            f"{self.steps + 1}")
+                                            f"{self.steps + 1}", name)
                 square = float(np.vdot(p.grad.astype(np.float64), p.grad))  # float32 overflowed
             total += square
         return float(np.sqrt(total))
@@ -84,18 +103,53 @@ class Optimizer(ABC):
         return {"steps": self.steps, **{k: v.copy() for k, v in self.state.items()}}
 
     def load_state_dict(self, state):
-        """Restore what `state_dict` returned."""
+        """Restore what `state_dict` returned, after checking all of it.
+
+        The step count must be a whole number >= 0 and every slot array must
+        be present (all of them once a step was taken, none before), finite,
+        and of its parameter's shape and dtype: the update kernels index
+        them as if they were.  StateError names the first entry that is not;
+        nothing changes then.
+        """
         state = dict(state)
-        self.steps = int(state.pop("steps"))
-        self.state = {k: np.array(v) for k, v in state.items()}
+        steps = state.pop("steps", None)
+        if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)) \
+                or steps < 0:
+            raise StateError(f"optimizer state: 'steps' must be a whole number >= 0, "
+                             f"got {steps!r}")
+        expected = {f"{slot}.{name}": p for slot in self.slots for name, p in self.params.items()}
+        unknown = sorted(state.keys() - expected.keys())
+        if unknown:
+            raise StateError(f"optimizer state: unexpected entries {unknown} for "
+                             f"{type(self).__name__}")
+        missing = sorted(expected.keys() - state.keys())
+        if missing and (steps > 0 or state):
+            raise StateError(f"optimizer state: missing {missing[0]}"
+                             + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                             + f" after {steps} steps")
+        for key, value in state.items():
+            p = expected[key]
+            if not isinstance(value, np.ndarray) or value.shape != p.shape \
+                    or value.dtype != p.dtype:
+                got = (f"{value.dtype}{value.shape}" if isinstance(value, np.ndarray)
+                       else type(value).__name__)
+                raise StateError(f"optimizer state: {key} is {got}, expected "
+                                 f"{p.dtype}{p.shape} like its parameter")
+            if not np.isfinite(value).all():
+                raise StateError(f"optimizer state: {key} is not finite")
+        self.steps = int(steps)
+        self.state = {k: np.array(v, order="C") for k, v in state.items()}
 
 
 class SGD(Optimizer):
     """v <- momentum v + g;  theta <- theta - lr v  (plain SGD at momentum 0)."""
+    default_lr = 1e-3
+    slots = ("sgd.v",)
+    hyperparameters = ("momentum",)
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, **kwargs):
+    def __init__(self, params, lr=None, momentum=0.0, **kwargs):
         super().__init__(params, lr, **kwargs)
-        if not momentum >= 0:
+        if not (math.isfinite(momentum) and momentum >= 0):
             raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
         self.momentum = momentum
 
@@ -106,8 +160,10 @@ class SGD(Optimizer):
 
 class Adagrad(Optimizer):
     """G <- G + g^2;  theta <- theta - lr g / (sqrt(G) + eps), as in the paper."""
+    default_lr = 0.02
+    slots = ("adagrad.G",)
 
-    def __init__(self, params, lr=0.02, eps=1e-8, **kwargs):
+    def __init__(self, params, lr=None, eps=1e-8, **kwargs):
         super().__init__(params, lr, **kwargs)
         self.eps = eps
 
@@ -118,8 +174,10 @@ class Adagrad(Optimizer):
 
 class Adam(Optimizer):
     """Adam: bias-corrected running means of g and g^2 set each step's size."""
+    default_lr = 1e-3
+    slots = ("adam.m", "adam.v")
 
-    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, **kwargs):
+    def __init__(self, params, lr=None, beta1=0.9, beta2=0.999, eps=1e-8, **kwargs):
         super().__init__(params, lr, **kwargs)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 

@@ -7,9 +7,6 @@ needed), saves it at `path` and returns it, so callers and tests can inspect
 titles and axes.  Every file has a fixed pixel size, `SIZES[name]` (width,
 height): figure size in inches times DPI, with no tight bounding box.
 """
-import json
-import os
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -19,6 +16,7 @@ from matplotlib.figure import Figure
 
 from minivae import data
 from minivae.autograd import no_grad
+from minivae.checkpoint import save_npz_atomically
 
 DPI = 100
 SIZES = {"manifold": (800, 800), "latent_scatter": (800, 700), "reconstructions": (1000, 300),
@@ -62,11 +60,11 @@ def manifold_grid(n, grid="normal"):
     return np.linspace(-3.0, 3.0, n)
 
 
-def encoder_means(model, x):
-    """mu of q(z|x) for x (B, D) -> (B, J) array; uint8 x is read as pixel / 255."""
+def codes(model, x):
+    """model.code(x) for x (B, D) -> (B, J) array, the encoder mean mu for a VAE;
+    uint8 x is read as pixel / 255."""
     with no_grad():
-        mu, _ = model.encode(_as_x(model, x))
-    return mu.data
+        return model.code(_as_x(model, x)).data
 
 
 def manifold(model, path, n=20, grid="normal", image_shape=(28, 28)):
@@ -101,7 +99,7 @@ def latent_scatter(model, x, labels, path, title=None):
     labels = np.asarray(labels)
     if len(labels) != len(x):
         raise ValueError(f"latent_scatter: {len(x)} images but {len(labels)} labels")
-    mu = encoder_means(model, x)
+    mu = codes(model, x)
     points, projection = _to_2d(mu, mu)
     fig, ax = _figure("latent_scatter")
     _scatter(ax, points, labels, projection)
@@ -119,7 +117,7 @@ def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28)):
     x = _as_x(model, x)[:n]
     n = len(x)
     with no_grad():
-        mu, logvar = model.encode(x)
+        mu, logvar = model.posterior(x)
     z = mu.data
     if rng is not None:
         eps = rng.standard_normal(z.shape, dtype=model.dtype)
@@ -152,34 +150,14 @@ def samples(model, path, rng, n=64, image_shape=(28, 28)):
     return _save(fig, path)
 
 
-def read_metrics(run):
-    """The rows of a run's metrics.jsonl (a run directory or the file itself),
-    as a list of dicts; a row repeated for the same epoch (a resumed run) keeps
-    its last copy."""
-    path = Path(run)
-    path = path / "metrics.jsonl" if path.is_dir() else path
-    rows = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number}: not a JSON metrics row ({err})") from None
-                rows[row["epoch"]] = row
-    return [rows[epoch] for epoch in sorted(rows)]
-
-
 def learning_curves(runs, path):
     """Train (solid) and test (dashed) ELBO per datapoint against training
     samples seen, on a log axis, like Figure 2.  `runs` maps a label to a
-    list of metrics rows or to a run directory (read with `read_metrics`)."""
+    list of metrics rows (`runs.RunDir.read_metrics`)."""
     if not runs:
         raise ValueError("learning_curves: no runs given")
     fig, ax = _figure("learning_curves")
     for i, (label, rows) in enumerate(runs.items()):
-        if isinstance(rows, (str, os.PathLike)):
-            rows = read_metrics(rows)
         if not rows:
             raise ValueError(f"learning_curves: run {label!r} has no metrics rows")
         rows = sorted(rows, key=lambda row: row["samples_seen"])
@@ -247,7 +225,7 @@ def _decode(model, z, image_shape):
         raise ValueError(f"image_shape {tuple(image_shape)} does not hold the model's "
                          f"{model.x_dim} pixels")
     with no_grad():
-        mean = model.mean_x(np.asarray(z, model.dtype)).data
+        mean = model.decode_mean(np.asarray(z, model.dtype)).data
     return np.clip(mean, 0, 1).reshape(len(z), *image_shape)
 
 
@@ -289,3 +267,44 @@ def _figure(name, layout="constrained"):
 def _save(fig, path):
     fig.savefig(path, dpi=DPI)
     return fig
+
+
+SNAPSHOT_IMAGES = 1000  # test images whose latent means the GIF follows
+
+
+def epoch_figures(run, epoch):
+    """What training draws after each epoch, into the run directory: the
+    reconstructions of the first test images, samples from the prior (the
+    same z every epoch), and the latent GIF so far.
+
+    `run` is a `train.Run`: its model, dir (a RunDir), inputs.test,
+    dataset and config are read.  The GIF's per-epoch encoder means are kept
+    in the run's snapshot file; snapshots of epochs >= `epoch` (left by an
+    interrupted run that is resumed) are replaced.
+    """
+    model, files, shape = run.model, run.dir, run.dataset.image_shape
+    test, labels = run.inputs.test[:SNAPSHOT_IMAGES], run.dataset.test_labels[:SNAPSHOT_IMAGES]
+    snapshots = [s for s in _read_snapshots(files.snapshots, (len(test), model.latent))
+                 if s[0] < epoch] + [(epoch, codes(model, test))]
+    save_npz_atomically(files.snapshots, {"epochs": np.array([e for e, _ in snapshots]),
+                                          "mu": np.stack([mu for _, mu in snapshots])})
+    reconstructions(model, test[:10], files.figure("recon"), image_shape=shape)
+    samples(model, files.figure("samples"), np.random.default_rng([run.config.run.seed, 1]),
+            image_shape=shape)
+    if model.latent >= 2 and len(snapshots) > 1:
+        latent_animation(snapshots, labels, files.figure("latent"))
+
+
+def _read_snapshots(path, shape):
+    """[(epoch, mu (n, J))] from a snapshot file; none if it is missing or
+    holds means of another shape (the figures are redrawn from here on)."""
+    if not path.is_file():
+        return []
+    try:
+        with np.load(path) as f:
+            epochs, mu = f["epochs"], f["mu"]
+    except (OSError, ValueError, KeyError, EOFError):
+        return []
+    if mu.ndim != 3 or mu.shape[1:] != shape or len(epochs) != len(mu):
+        return []
+    return [(int(e), m) for e, m in zip(epochs, mu)]

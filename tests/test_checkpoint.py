@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from minivae.checkpoint import CheckpointError, load_checkpoint, restore_params, save_checkpoint
-from minivae.vae import VAE
+from minivae.models.vae import VAE
+from minivae.runs import RunDir
 
 
 def example(seed=0):
@@ -73,10 +74,13 @@ def test_without_an_order_load_returns_none_for_it(tmp_path):
     assert load_checkpoint(tmp_path / "c.npz")[3] is None
 
 
-def test_a_run_directory_loads_its_checkpoint_npz(tmp_path):
+def test_a_run_directory_and_its_checkpoint_file_name_the_same_run(tmp_path):
     params, state, meta, order = example()
     save_checkpoint(tmp_path / "checkpoint.npz", params, state, meta, order)
-    np.testing.assert_array_equal(load_checkpoint(tmp_path)[3], order)
+    for given in (tmp_path, tmp_path / "checkpoint.npz"):
+        run = RunDir.of(given)
+        assert run.path == tmp_path and run.checkpoint == tmp_path / "checkpoint.npz"
+        np.testing.assert_array_equal(load_checkpoint(run.checkpoint)[3], order)
 
 
 def test_save_creates_missing_directories_and_overwrites_an_old_checkpoint(tmp_path):
@@ -129,7 +133,7 @@ def test_loading_a_missing_file_raises_checkpoint_error_naming_it(tmp_path):
 
 def test_loading_a_run_directory_without_a_checkpoint_names_the_expected_file(tmp_path):
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(tmp_path)
+        RunDir.of(tmp_path).load()
     assert_one_line_naming(err, tmp_path / "checkpoint.npz")
 
 

@@ -19,6 +19,7 @@ import pytest
 from tqdm import tqdm as real_tqdm
 
 import minivae.train
+from minivae.config import Config
 from minivae import plots
 from minivae.cli import main
 
@@ -68,9 +69,10 @@ def test_train_prints_test_elbo_log_px_and_checkpoint_and_returns_zero(trained):
 
 def test_train_passes_every_flag_into_the_saved_config(trained, data_dir):
     run_dir, _, _, _ = trained
-    config = minivae.train.Config.from_dict(json.loads((run_dir / "config.json").read_text()))
-    assert (config.latent, config.hidden, config.epochs, config.batch_size) == (2, (8,), 1, 100)
-    assert config.data == str(data_dir)
+    config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+    assert (config.model.latent, config.model.hidden, config.run.epochs,
+            config.data.batch_size) == (2, (8,), 1, 100)
+    assert config.data.data == str(data_dir)
 
 
 @pytest.mark.parametrize("target", ["run", "checkpoint file"])
@@ -89,7 +91,7 @@ def test_sample_writes_a_png_grid_of_non_constant_images(trained, capsys, tmp_pa
     run_dir = trained[0]
     code, out, err = run(["sample", run_dir, "--n", "16"], capsys)
     assert code == 0, err
-    png = run_dir / "samples.png"
+    png = run_dir / "samples_seed0.png"    # not training's samples.png
     assert str(png) in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = matplotlib.image.imread(png)

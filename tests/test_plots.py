@@ -7,7 +7,9 @@ from PIL import Image
 
 from minivae import data, plots
 from minivae.optim import Adam
-from minivae.vae import VAE
+from minivae.models.vae import VAE
+from minivae.objectives import elbo
+from minivae.runs import RunDir
 
 N_IMAGES = 200
 
@@ -28,7 +30,7 @@ def model(mnist_test):
     for _ in range(100):
         batch = x[rng.choice(len(x), 50, replace=False)]
         eps = rng.standard_normal((1, len(batch), 2), dtype=np.float32)
-        loss = -model.elbo(batch, eps).mean()
+        loss = -elbo(model, batch, eps).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -109,7 +111,7 @@ def test_latent_scatter_of_a_2d_latent_plots_mu_itself(model, mnist_test, tmp_pa
     assert_written_picture(fig, tmp_path / "scatter.png", "latent_scatter", 1e-4)
     ax = fig.axes[0]
     assert "PCA" not in ax.get_title() and ax.get_xlabel() == "$z_1$"
-    np.testing.assert_allclose(ax.collections[0].get_offsets(), plots.encoder_means(model, x))
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), plots.codes(model, x))
 
 
 def test_latent_scatter_of_a_5d_latent_says_it_is_a_pca_projection(mnist_test, tmp_path):
@@ -160,12 +162,11 @@ def test_samples_depend_only_on_the_generator(model, tmp_path):
     np.testing.assert_array_equal(a.axes[0].images[0].get_array(), b.axes[0].images[0].get_array())
 
 
-def test_learning_curves_take_several_runs_as_rows_or_directories(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics_rows(5)))
-    fig = plots.learning_curves({"adagrad": metrics_rows(10, offset=5.0), "adam": run},
-                                tmp_path / "curves.png")
+def test_learning_curves_take_several_runs_rows(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_metrics(metrics_rows(5))
+    fig = plots.learning_curves({"adagrad": metrics_rows(10, offset=5.0),
+                                 "adam": run.read_metrics()}, tmp_path / "curves.png")
     assert_written_picture(fig, tmp_path / "curves.png", "learning_curves", 1e-4)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
@@ -184,20 +185,19 @@ def test_read_metrics_keeps_the_last_copy_of_a_repeated_epoch(tmp_path):
     repeated = dict(rows[1], train_elbo=-1.0)
     lines = [json.dumps(r) for r in rows[:2] + [repeated, rows[2]]]
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n\n")
-    got = plots.read_metrics(tmp_path)
+    got = RunDir(tmp_path).read_metrics()
     assert [r["epoch"] for r in got] == [1, 2, 3] and got[1]["train_elbo"] == -1.0
-    assert plots.read_metrics(tmp_path / "metrics.jsonl") == got
 
 
 def test_read_metrics_names_the_line_that_is_not_json(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps(metrics_rows(1)[0]) + "\n{\"epoch\": 2,\n")
     with pytest.raises(ValueError, match="metrics.jsonl:2"):
-        plots.read_metrics(tmp_path)
+        RunDir(tmp_path).read_metrics()
 
 
 def test_latent_animation_is_a_gif_with_one_frame_per_snapshot(model, mnist_test, tmp_path):
     x, labels = mnist_test
-    mu = plots.encoder_means(model, x)
+    mu = plots.codes(model, x)
     snapshots = [(1, 3 * mu), (2, 2 * mu), (3, mu)]
     fig = plots.latent_animation(snapshots, labels, tmp_path / "latent.gif")
     gif = Image.open(tmp_path / "latent.gif")
@@ -219,7 +219,7 @@ def test_latent_animation_is_a_gif_with_one_frame_per_snapshot(model, mnist_test
 def test_latent_animation_of_a_5d_latent_says_it_is_a_pca_projection(mnist_test, tmp_path):
     x, labels = mnist_test
     model = VAE(x_dim=784, hidden=(16,), latent=5, rng=np.random.default_rng(0))
-    mu = plots.encoder_means(model, x)
+    mu = plots.codes(model, x)
     fig = plots.latent_animation([(1, mu), (2, 2 * mu)], labels, tmp_path / "latent.gif")
     assert Image.open(tmp_path / "latent.gif").n_frames == 2
     assert "PCA" in fig.axes[0].get_title()
@@ -234,14 +234,14 @@ def test_latent_animation_rejects_snapshots_of_different_shapes(mnist_test, tmp_
 
 def test_uint8_images_are_read_as_intensities(model):
     pixels = data.load_mnist().test_images[:5]
-    np.testing.assert_array_equal(plots.encoder_means(model, pixels),
-                                  plots.encoder_means(model, data.intensities(pixels, np.float32)))
+    np.testing.assert_array_equal(plots.codes(model, pixels),
+                                  plots.codes(model, data.intensities(pixels, np.float32)))
 
 
 def test_inputs_are_converted_to_the_models_dtype(mnist_test):
     x, _ = mnist_test
     model = VAE(x_dim=784, hidden=(16,), latent=2, dtype=np.float64, rng=np.random.default_rng(0))
-    assert plots.encoder_means(model, x[:5]).dtype == np.float64
+    assert plots.codes(model, x[:5]).dtype == np.float64
 
 
 def test_figures_leave_no_pyplot_figure_open(model, tmp_path):

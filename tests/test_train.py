@@ -18,14 +18,23 @@ from tqdm import tqdm as real_tqdm
 import minivae.train
 from minivae import data
 from minivae.checkpoint import load_checkpoint
-from minivae.train import Config, Inputs, TrainingError, train
+from minivae.config import Config, ModelConfig
+from minivae.data import Inputs
+from minivae.likelihoods import LIKELIHOODS
+from minivae.train import TrainingError, train
 
 N_TRAIN, N_TEST = 300, 100
 
 
 def tiny(data_dir, **changes):
     settings = dict(hidden=(32,), latent=4, epochs=3, batch_size=100, data=str(data_dir))
-    return Config(**{**settings, **changes})
+    return Config.from_flags(**{**settings, **changes})
+
+
+def inputs_of(config, dataset):
+    """The Inputs a run of `config` feeds its model."""
+    return Inputs(dataset, LIKELIHOODS[config.model.decoder].pixels, config.data.binarize,
+                  config.run.seed, config.run.dtype)
 
 
 def quiet_train(config, out, **kwargs):
@@ -38,8 +47,8 @@ def metrics(out):
 
 def assert_same_run(a, b):
     """Bit-identical parameters, optimizer state and per-epoch ELBOs."""
-    params_a, state_a, meta_a, _ = load_checkpoint(a)
-    params_b, state_b, meta_b, _ = load_checkpoint(b)
+    params_a, state_a, meta_a, _ = load_checkpoint(a / "checkpoint.npz")
+    params_b, state_b, meta_b, _ = load_checkpoint(b / "checkpoint.npz")
     assert params_a.keys() == params_b.keys()
     for name in params_a:
         assert np.array_equal(params_a[name], params_b[name]), name
@@ -87,12 +96,12 @@ def test_summary_reports_finite_test_elbo_and_log_px_and_the_files(reference):
     assert result["k"] == 5
     assert result["checkpoint"] == str(out / "checkpoint.npz")
     assert result["metrics"] == str(out / "metrics.jsonl")
-    assert json.loads((out / "config.json").read_text())["latent"] == 4
+    assert json.loads((out / "config.json").read_text())["model"]["latent"] == 4
 
 
 def test_checkpoint_records_the_finished_position_and_the_config(reference, data_dir):
     out, _ = reference
-    params, state, meta, order = load_checkpoint(out)
+    params, state, meta, order = load_checkpoint(out / "checkpoint.npz")
     assert meta["position"]["epoch"] == 3 and meta["position"]["step"] == 0
     assert Config.from_dict(meta["config"]) == tiny(data_dir)
     assert order is None
@@ -133,7 +142,7 @@ def test_ctrl_c_mid_epoch_saves_and_the_resumed_run_equals_the_uninterrupted_one
         train(tiny(data_dir), tmp_path, progress=False, log=messages.append)
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGINT) is handler                     # handler restored
-    _, _, meta, order = load_checkpoint(tmp_path)
+    _, _, meta, order = load_checkpoint(tmp_path / "checkpoint.npz")
     assert (meta["position"]["epoch"], meta["position"]["step"]) == (1, 2)   # 3 steps per epoch
     assert order is not None and sorted(order) == list(range(N_TRAIN))
     assert any("--resume" in m for m in messages)
@@ -155,7 +164,7 @@ def test_ctrl_c_during_the_last_epochs_evaluation_still_stops_the_run(
     with pytest.raises(KeyboardInterrupt):
         quiet_train(tiny(data_dir, epochs=1), tmp_path)
     monkeypatch.undo()
-    assert load_checkpoint(tmp_path)[2]["position"]["epoch"] == 1
+    assert load_checkpoint(tmp_path / "checkpoint.npz")[2]["position"]["epoch"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +178,11 @@ def one_epoch(data_dir, tmp_path_factory):
                                     {"estimator": "A"}, {"binarize": "static"}])
 def test_resuming_with_a_different_config_is_a_value_error(data_dir, one_epoch, change):
     before = {p.name: p.read_bytes() for p in one_epoch.iterdir()}
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match="trained with other settings") as err:
         quiet_train(tiny(data_dir, epochs=2, **change), one_epoch, resume=one_epoch)
+    (name, value), = change.items()
+    saved = tiny(data_dir).flat()[name]
+    assert f"--{name} saved {saved}, given {value}" in str(err.value)   # names what differs
     assert {p.name: p.read_bytes() for p in one_epoch.iterdir()} == before
 
 
@@ -197,7 +209,7 @@ def test_a_non_finite_loss_raises_training_error_naming_the_step_and_keeps_the_c
         data_dir, tmp_path, monkeypatch):
     """After epoch 1 (3 steps), a parameter turns NaN just before step 5."""
     models, calls, snapshot = [], [0], {}
-    real_build_model, real_train_batch = minivae.train.build_model, Inputs.train_batch
+    real_build_model, real_train_batch = ModelConfig.build, Inputs.train_batch
 
     def build_model(*args, **kwargs):
         models.append(real_build_model(*args, **kwargs))
@@ -210,7 +222,7 @@ def test_a_non_finite_loss_raises_training_error_naming_the_step_and_keeps_the_c
             models[0].params["decoder.hidden.0.W"].data[0, 0] = np.nan
         return real_train_batch(self, idx, rng)
     handler = signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(minivae.train, "build_model", build_model)
+    monkeypatch.setattr(ModelConfig, "build", build_model)
     monkeypatch.setattr(Inputs, "train_batch", train_batch)
     with pytest.raises(TrainingError) as err:
         quiet_train(tiny(data_dir), tmp_path)
@@ -219,7 +231,7 @@ def test_a_non_finite_loss_raises_training_error_naming_the_step_and_keeps_the_c
     assert "step 5" in message and "decoder.hidden.0.W" in message
     assert str(tmp_path / "checkpoint.npz") in message and "\n" not in message
     assert (tmp_path / "checkpoint.npz").read_bytes() == snapshot["bytes"]
-    params, _, meta, _ = load_checkpoint(tmp_path)
+    params, _, meta, _ = load_checkpoint(tmp_path / "checkpoint.npz")
     assert (meta["position"]["epoch"], meta["position"]["step"]) == (1, 0)
     assert all(np.isfinite(a).all() for a in params.values())
     assert signal.getsignal(signal.SIGINT) is handler
@@ -268,8 +280,8 @@ def test_each_variant_trains_one_epoch_to_finite_numbers(data_dir, tmp_path, cha
     result = quiet_train(config, tmp_path, k=2)
     assert math.isfinite(result["test_elbo"]) and math.isfinite(result["log_px"])
     assert len(metrics(tmp_path)) == 1
-    params, _, _, _ = load_checkpoint(tmp_path)
-    assert all(a.dtype == np.dtype(config.dtype) for a in params.values())
+    params, _, _, _ = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert all(a.dtype == np.dtype(config.run.dtype) for a in params.values())
 
 
 # ---------------------------------------------------------------- inputs
@@ -280,7 +292,7 @@ def dataset(data_dir):
 
 
 def test_dynamic_binarization_differs_between_epochs_and_the_test_set_is_fixed(data_dir, dataset):
-    inputs = Inputs(tiny(data_dir, binarize="dynamic"), dataset)
+    inputs = inputs_of(tiny(data_dir, binarize="dynamic"), dataset)
     rng = np.random.default_rng(0)
     idx = np.arange(50)
     first, second = inputs.train_batch(idx, rng), inputs.train_batch(idx, rng)
@@ -296,8 +308,8 @@ def test_dynamic_binarization_differs_between_epochs_and_the_test_set_is_fixed(d
 
 
 def test_the_test_binarization_is_the_same_for_every_run_seed_and_mode(data_dir, dataset):
-    tests = [np.concatenate(list(Inputs(tiny(data_dir, seed=seed, binarize=mode),
-                                        dataset).test_batches()))
+    tests = [np.concatenate(list(inputs_of(tiny(data_dir, seed=seed, binarize=mode),
+                                           dataset).test_batches()))
              for seed, mode in ((0, "dynamic"), (1, "dynamic"), (2, "static"))]
     assert np.array_equal(tests[0], tests[1]) and np.array_equal(tests[0], tests[2])
 
@@ -305,22 +317,22 @@ def test_the_test_binarization_is_the_same_for_every_run_seed_and_mode(data_dir,
 def test_static_binarization_is_fixed_per_seed(data_dir, dataset):
     idx = np.arange(50)
     rng = np.random.default_rng(0)
-    seed0 = Inputs(tiny(data_dir, binarize="static", seed=0), dataset)
-    seed1 = Inputs(tiny(data_dir, binarize="static", seed=1), dataset)
+    seed0 = inputs_of(tiny(data_dir, binarize="static", seed=0), dataset)
+    seed1 = inputs_of(tiny(data_dir, binarize="static", seed=1), dataset)
     assert np.array_equal(seed0.train_batch(idx, rng), seed0.train_batch(idx, rng))
     assert set(np.unique(seed0.train_batch(idx, rng))) <= {0.0, 1.0}
     assert not np.array_equal(seed0.train_batch(idx, rng), seed1.train_batch(idx, rng))
 
 
 def test_a_gaussian_decoder_sees_intensities_not_binary_pixels(data_dir, dataset):
-    inputs = Inputs(tiny(data_dir, decoder="gaussian", dtype="float64"), dataset)
+    inputs = inputs_of(tiny(data_dir, decoder="gaussian", dtype="float64"), dataset)
     x = inputs.train_batch(np.arange(10), np.random.default_rng(0))
     np.testing.assert_array_equal(x, dataset.train_images[:10] / 255.0)
 
 
 def test_binarize_none_rejects_images_that_are_not_binary(data_dir, dataset):
     with pytest.raises(data.DataError, match="0 or 255"):
-        Inputs(tiny(data_dir, binarize="none"), dataset)
+        inputs_of(tiny(data_dir, binarize="none"), dataset)
 
 
 def test_a_time_budget_stops_after_the_last_epoch_that_fits(data_dir, tmp_path):
@@ -335,6 +347,6 @@ def test_a_time_budget_stops_after_the_last_epoch_that_fits(data_dir, tmp_path):
 def test_a_run_resumes_with_another_k_for_its_final_log_px(reference, tmp_path):
     # K only sets how the final log p(x) is estimated; it is not part of the run.
     shutil.copytree(reference[0], tmp_path, dirs_exist_ok=True)
-    config = Config.from_dict(load_checkpoint(tmp_path)[2]["config"])
+    config = Config.from_dict(load_checkpoint(tmp_path / "checkpoint.npz")[2]["config"])
     result = quiet_train(config, tmp_path, resume=tmp_path, k=7)
     assert result["k"] == 7 and math.isfinite(result["log_px"])

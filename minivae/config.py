@@ -1,0 +1,245 @@
+"""A run's configuration: sections of fields, each field with its default, its
+check and its help text, in one place.
+
+    model       which model and its shape (Appendix C)
+    objective   the SGVB estimator and L (section 2.3)
+    optimizer   the stochastic gradient method (section 5: Adagrad, the weight prior)
+    data        the data set, binarization and minibatch size M
+    run         epochs, seed and floating-point type
+
+The defaults are the paper's MNIST setup (section 5): 784-500-20 tanh MLPs,
+N(0, 0.01^2) initialization, estimator B with L = 1, Adagrad, the N(0, I)
+prior on the parameters, M = 100.  Field names are unique across sections,
+so each is also a command-line flag (`latent` is `--latent`): the command
+line is built from these fields, and a preset is a JSON file of them.
+"""
+import json
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from minivae.autograd import SUPPORTED_DTYPES
+from minivae.data import BINARIZATIONS
+from minivae.models import MODELS
+from minivae.likelihoods import LIKELIHOODS
+from minivae.nn import ACTIVATIONS, INITS
+from minivae.objectives import ELBO, ESTIMATORS
+from minivae.optim import OPTIMIZERS
+
+PRESETS = Path(__file__).parent / "presets"
+DTYPES = tuple(d.name for d in SUPPORTED_DTYPES)
+
+# kind of value -> (convert from text, accepts, what is expected)
+KINDS = {
+    "positive int": (int, lambda v: v >= 1, "a positive integer"),
+    "int >= 0": (int, lambda v: v >= 0, "an integer >= 0"),
+    "positive number": (float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "number >= 0": (float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "text": (str, lambda v: True, "text"),
+}
+
+
+def _field(default, help, kind="text", choices=None, many=False, optional=False):
+    """A config field: its default, help text, kind of value, choices, and
+    whether it takes several values (`many`) or may be None (`optional`)."""
+    meta = {"help": help, "kind": kind, "choices": choices, "many": many, "optional": optional}
+    if isinstance(default, tuple):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_value(name, value, meta):
+    """`value` of field `name`, normalized (tuples for `many`), or ValueError naming it."""
+    if value is None and meta["optional"]:
+        return None
+    convert, accepts, expected = KINDS[meta["kind"]]
+    if meta["many"]:
+        values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if not values:
+            raise ValueError(f"{name} needs at least one value")
+        return tuple(check_value(name, v, {**meta, "many": False}) for v in values)
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if convert is int and not (is_number and float(value).is_integer()) \
+            or convert is float and not is_number or convert is str and not isinstance(value, str):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    value = convert(value)
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ValueError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+    if not accepts(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+class Section:
+    """A group of fields that checks each of its values when it is made."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            setattr(self, f.name, check_value(f.name, getattr(self, f.name), f.metadata))
+
+
+@dataclass
+class ModelConfig(Section):
+    model: str = _field("vae", "which model", choices=tuple(MODELS))
+    latent: int = _field(20, "latent dimension J", "positive int")
+    hidden: tuple = _field((500,), "hidden layer widths of the encoder (the decoder mirrors "
+                                   "them)", "positive int", many=True)
+    decoder: str = _field("bernoulli", "p(x|z): Bernoulli for binary data, Gaussian for "
+                                       "intensities", choices=tuple(LIKELIHOODS))
+    activation: str = _field("tanh", "hidden-layer activation", choices=ACTIVATIONS)
+    init: str = _field("normal", "normal: N(0, 0.01^2) as in the paper; xavier: Glorot "
+                                 "uniform", choices=INITS)
+
+    def build(self, x_dim, dtype, rng):
+        """The model, its parameters drawn from rng."""
+        return MODELS[self.model](x_dim=x_dim, hidden=self.hidden, latent=self.latent,
+                                  decoder=self.decoder, activation=self.activation,
+                                  init=self.init, dtype=dtype, rng=rng)
+
+
+@dataclass
+class ObjectiveConfig(Section):
+    estimator: str = _field("B", "SGVB estimator: A (eq. 6) or B with analytic KL (eq. 7)",
+                            choices=ESTIMATORS)
+    samples: int = _field(1, "L, samples of z per datapoint", "positive int")
+
+    def build(self):
+        """The training objective."""
+        return ELBO(self.estimator, self.samples)
+
+
+@dataclass
+class OptimizerConfig(Section):
+    optimizer: str = _field("adagrad", "stochastic gradient method (the paper used Adagrad)",
+                            choices=tuple(OPTIMIZERS))
+    lr: float = _field(None, "step size (default: " + ", ".join(
+        f"{c.default_lr:g} for {name}" for name, c in OPTIMIZERS.items()) + ")",
+        "positive number", optional=True)
+    momentum: float = _field(0.9, "SGD momentum", "number >= 0")
+    weight_decay: float = _field(1.0, "Gaussian prior on the parameters, N(0, I/weight_decay), "
+                                      "scaled by 1/N in the per-datapoint objective",
+                                 "number >= 0")
+    clip_norm: float = _field(None, "clip the global gradient norm to this value (default: "
+                                    "no clipping)",
+                              "positive number", optional=True)
+
+    def __post_init__(self):
+        if self.lr is None and self.optimizer in OPTIMIZERS:
+            self.lr = OPTIMIZERS[self.optimizer].default_lr
+        super().__post_init__()
+
+    def build(self, params, n):
+        """The optimizer over `params`; the prior's weight decay is shared by n datapoints."""
+        cls = OPTIMIZERS[self.optimizer]
+        return cls(params, lr=self.lr, clip_norm=self.clip_norm, weight_decay=self.weight_decay / n,
+                   **{h: getattr(self, h) for h in cls.hyperparameters})
+
+
+@dataclass
+class DataConfig(Section):
+    data: str = _field(None, "directory of MNIST-format IDX files (default: the embedded "
+                             "MNIST)", optional=True)
+    binarize: str = _field("dynamic", "binary pixels: a fresh binarization per minibatch, one "
+                                      "fixed binarization, or data that is already binary "
+                                      "(pixels 0 or 255)", choices=BINARIZATIONS)
+    batch_size: int = _field(100, "minibatch size M", "positive int")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.data is not None:   # the same directory compares equal from anywhere
+            self.data = str(Path(self.data).resolve())
+
+
+@dataclass
+class RunConfig(Section):
+    epochs: int = _field(20, "passes over the training set", "positive int")
+    seed: int = _field(0, "seed of the run's random generator", "int >= 0")
+    dtype: str = _field("float32", "floating-point type of parameters and arithmetic",
+                        choices=DTYPES)
+
+
+SECTIONS = {"model": ModelConfig, "objective": ObjectiveConfig, "optimizer": OptimizerConfig,
+            "data": DataConfig, "run": RunConfig}
+FLAGS = {f.name: (section, f) for section, cls in SECTIONS.items() for f in fields(cls)}
+CHANGEABLE_ON_RESUME = ("epochs",)
+
+
+@dataclass
+class Config:
+    """Everything that defines a run, in sections: `config.model.latent`, ..."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @classmethod
+    def from_flags(cls, **values):
+        """A Config from field names, e.g. Config.from_flags(latent=2, epochs=5); the
+        rest keep their defaults.  An unknown name is a ValueError."""
+        unknown = sorted(set(values) - set(FLAGS))
+        if unknown:
+            raise ValueError(f"unknown config fields {unknown}")
+        return cls(**{name: section(**{f.name: values[f.name] for f in fields(section)
+                                       if f.name in values})
+                      for name, section in SECTIONS.items()})
+
+    @classmethod
+    def from_dict(cls, d):
+        """A Config from what `as_dict` wrote, or from the flat dict of the
+        first checkpoints (one level, field -> value)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
+        if set(d) <= set(SECTIONS) and all(isinstance(v, dict) for v in d.values()):
+            d = {k: v for section in d.values() for k, v in section.items()}
+        return cls.from_flags(**d)
+
+    def as_dict(self):
+        """{section: {field: value}}, JSON-ready."""
+        return asdict(self)
+
+    def flat(self):
+        """{field: value} over every section."""
+        return {k: v for section in self.as_dict().values() for k, v in section.items()}
+
+    def resumed_with(self, given):
+        """This (saved) config with the fields in `given` that may change on resume
+        applied.  Any other given field whose value differs is a ValueError that
+        names each such flag with its saved and given values."""
+        saved = self.flat()
+        given = Config.from_flags(**{**saved, **given}).flat()   # checked and normalized
+        differ = [k for k in given if given[k] != saved[k] and k not in CHANGEABLE_ON_RESUME]
+        if differ:
+            raise ValueError("the run was trained with other settings: " + "; ".join(
+                f"--{k.replace('_', '-')} saved {_show(saved[k])}, given {_show(given[k])}"
+                for k in differ) + " (only --epochs may change on resume)")
+        return Config.from_flags(**given)
+
+
+def _show(value):
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def load_preset(name_or_path):
+    """The fields of a preset: a name in minivae/presets (e.g. 'paper-mnist') or a JSON
+    file's path.  The file holds one object of field -> value."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = PRESETS / f"{name_or_path}.json"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESETS.glob("*.json"))
+        raise ValueError(f"no preset {name_or_path!r}: expected a JSON file or one of {names}")
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable JSON preset ({err})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a preset is one JSON object of field -> value")
+    Config.from_flags(**values)   # every name and value checked now, not mid-run
+    return values
+
+
+def default(name):
+    """The default value of field `name` (e.g. default('lr') is None: per optimizer)."""
+    f = FLAGS[name][1]
+    return f.default_factory() if f.default is MISSING else f.default

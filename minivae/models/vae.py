@@ -1,0 +1,75 @@
+"""The variational autoencoder of Kingma & Welling (2013), Appendix C.
+
+An MLP encoder q(z|x) = N(z; mu, diag(exp(logvar))), an MLP decoder p(x|z),
+Bernoulli (binary x) or Gaussian (continuous x), and the prior
+p(z) = N(0, I).  The model only computes densities; the bounds it is
+trained on (estimators A and B, eq. 6 and 7) live in `objectives`.
+"""
+import numpy as np
+
+from minivae.autograd import checked_dtype
+from minivae.distributions import gaussian_log_prob
+from minivae.likelihoods import LIKELIHOODS
+from minivae.nn import MLP
+
+
+class VAE:
+    """Encoder x -> (mu, logvar) and decoder z -> p(x|z), as MLPs.
+
+    `hidden` lists the widths of the encoder's hidden layers (the decoder
+    mirrors them); `decoder` names the likelihood, 'bernoulli' or
+    'gaussian'.  Parameters start as N(0, 0.01^2) like the paper
+    (`init="normal"`) or Glorot uniform with zero biases (`init="xavier"`).
+    """
+    has_prior = True
+
+    def __init__(self, x_dim=784, hidden=(500,), latent=20, decoder="bernoulli",
+                 activation="tanh", init="normal", dtype=np.float32, rng=None):
+        if decoder not in LIKELIHOODS:
+            raise ValueError(f"VAE: unknown decoder {decoder!r}; expected one of "
+                             f"{tuple(LIKELIHOODS)}")
+        self.x_dim, self.hidden, self.latent = x_dim, tuple(hidden), latent
+        self.likelihood = LIKELIHOODS[decoder]
+        self.dtype = checked_dtype(dtype, "VAE")
+        rng = np.random.default_rng() if rng is None else rng
+        self.encoder = MLP("encoder", x_dim, self.hidden, {"mu": latent, "logvar": latent},
+                           activation)
+        self.decoder = MLP("decoder", latent, self.hidden[::-1],
+                           {head: x_dim for head in self.likelihood.heads}, activation)
+        phi = self.encoder.init(init, rng, self.dtype)
+        theta = self.decoder.init(init, rng, self.dtype)
+        self.params = {**phi, **theta}   # every forward pass reads its weights from here
+        self.recognition, self.generative = tuple(phi), tuple(theta)   # the prior has none
+
+    def named_parameters(self):
+        """(name, Tensor) pairs in a stable order, e.g. ('encoder.mu.W', (500, 20))."""
+        return list(self.params.items())
+
+    def posterior(self, x):
+        """q(z|x): x (B, D) -> mu (B, J), logvar (B, J)   (Appendix C.2)."""
+        return self.encoder(self.params, x)
+
+    def code(self, x):
+        """The encoder mean mu (B, J): where x lands in the latent space."""
+        return self.posterior(x)[0]
+
+    def decode(self, z):
+        """The decoder's outputs for z (B, J): the likelihood's heads, each (B, D)."""
+        return self.decoder(self.params, z)
+
+    def decode_mean(self, z):
+        """E[x|z], the decoder's mean: sigmoid(logits) or mu, (B, J) -> (B, D)."""
+        return self.likelihood.mean(self.decode(z))
+
+    def log_px_given_z(self, x, z):
+        """log p(x|z) per row: x (B, D), z (B, J) -> (B,)   (Appendix C.1, C.2)."""
+        return self.likelihood.log_prob(x, self.decode(z))
+
+    def log_prior(self, z):
+        """log p(z) = log N(z; 0, I) per row: z (B, J) -> (B,)."""
+        zeros = np.zeros(z.shape, self.dtype)
+        return gaussian_log_prob(z, zeros, zeros)
+
+    def sample_x(self, z, rng):
+        """x ~ p(x|z) for z (B, J): an array (B, D) drawn from `rng`."""
+        return self.likelihood.sample(self.decode(z), rng)
