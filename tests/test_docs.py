@@ -222,3 +222,14 @@ def test_every_python_example_in_a_walkthrough_runs(language, capsys):
     for i, code in enumerate(examples, 1):
         exec(compile(code, f"{WALKTHROUGHS[language].name}, example {i}", "exec"),
              {"__name__": "__walkthrough__"})
+
+
+def test_the_readme_states_the_hypothesis_profiles_as_they_are_registered():
+    from hypothesis import settings
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    dev, ci = settings.get_profile("dev"), settings.get_profile("ci")
+    assert f"`dev`, the default outside CI ({dev.max_examples} random examples" in readme
+    assert f"`ci`, which CI selects by setting `CI=true` ({ci.max_examples} examples, " \
+           f"derandomized" in readme and ci.derandomize and not dev.derandomize
+    conftest = (ROOT / "tests" / "conftest.py").read_text()
+    assert '"ci" if os.environ.get("CI") else "dev"' in conftest   # the default the README states
