@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from minivae.autograd import graph
 from minivae.optim import NonFiniteGradient
 
 
@@ -51,24 +52,38 @@ class GradientAscent:
         raised, before anything changes, when the objective or a gradient is
         NaN or Inf; its message names the step and what went non-finite.
         """
-        value = self.objective(self.model, x, rng)    # (B,), e.g. eq. 7 per datapoint
-        loss = -value.mean()
-        if not math.isfinite(loss.item()):
-            raise NonFiniteObjective(f"the objective became {loss.item()}", self.steps + 1,
-                                     self._cause())
-        self.optimizer.zero_grad()
-        loss.backward()
-        try:
-            self.optimizer.step()
-        except NonFiniteGradient as err:
-            raise NonFiniteObjective(f"the gradient of {err.name} became non-finite",
-                                     self.steps + 1, self._cause()) from None
+        # Overflow and NaN are looked for below, by name; numpy's own warnings
+        # about them would only precede that message with lines of noise.
+        with np.errstate(all="ignore"):
+            value = self.objective(self.model, x, rng)    # (B,), e.g. eq. 7 per datapoint
+            loss = -value.mean()
+            if not math.isfinite(loss.item()):
+                raise NonFiniteObjective(f"the objective became {loss.item()}",
+                                         self.steps + 1, self._cause(loss))
+            self.optimizer.zero_grad()
+            loss.backward()
+            try:
+                self.optimizer.step()
+            except NonFiniteGradient as err:
+                raise NonFiniteObjective(f"the gradient of {err.name} became non-finite",
+                                         self.steps + 1, self._cause(loss)) from None
         return value.data
 
-    def _cause(self):
+    def _cause(self, loss):
+        """What went non-finite first: a parameter (then the last update made it so),
+        or else the first value in the graph of `loss`, named by its op and the
+        parameters it reads."""
+        names = {id(t): name for name, t in self.model.named_parameters()}
         bad = next((name for name, t in self.model.named_parameters()
                     if not np.isfinite(t.data).all()), None)
-        return f"parameter {bad} is not finite" if bad else "all parameters are finite"
+        if bad:
+            return f"parameter {bad} is not finite (the update of step {self.steps} made it so)"
+        for t in graph(loss):
+            if t.op is not None and not np.isfinite(t.data).all():
+                reads = [names[id(p)] for p in t._parents if id(p) in names]
+                return (f"all parameters are finite; the first non-finite value is the output "
+                        f"of {t.op}" + (f" reading {', '.join(reads)}" if reads else ""))
+        return "all parameters are finite"
 
     def state_dict(self):
         """The optimizer's state, enough to resume exactly."""

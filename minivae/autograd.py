@@ -145,6 +145,12 @@ class Tensor:
                 grads[key] = grads[key] + g_parent if key in grads else g_parent
 
 
+def graph(root):
+    """The tensors that `root` was computed from and that need gradients, root
+    included, each after all of its parents (the order backward walks in reverse)."""
+    return _topological_order(root)
+
+
 def _topological_order(root):
     """The nodes that lead to root and need gradients, each after all of its
     parents.  An op's output is created after its inputs, so creation order

@@ -14,7 +14,9 @@ in benchmarks/RESULTS.md:
   which numpy would spread over several passes and temporary arrays.
 
 Numba kernels are compiled on first use for the dtype they are given and
-cached on disk (``cache=True``), so a second process loads them.  They use
+cached on disk (``cache=True``; in a per-user directory when the package's
+own is not writable, see `numba_cache`), so a second process loads them.
+They use
 ``error_model="numpy"``: a division by zero gives Inf or NaN as in NumPy
 instead of a Python exception, and without that check in every division
 the loops vectorize (the Adam update ran 7x faster).  They run
@@ -26,7 +28,11 @@ reassociation is used, for row sums (see REASSOCIATE): no kernel assumes
 its inputs finite, so NaN and Inf propagate to the checks that look for them.
 """
 import numpy as np
-from numba import njit, prange
+
+from minivae import numba_cache
+
+numba_cache.configure()   # before Numba is imported: where it may cache
+from numba import njit, prange  # noqa: E402
 
 # Row sums may be added in any order, so the compiler can vectorize them.  Only
 # this one fastmath flag: without "nnan"/"ninf", NaN and Inf still propagate.

@@ -84,7 +84,15 @@ class Run:
         self.rows = [r for r in trained.rows if r["epoch"] <= self.position["epoch"]]
 
     def save(self):
-        """Write the checkpoint atomically, then the metrics it covers (see `checkpoint`)."""
+        """Write the checkpoint atomically, then the metrics it covers (see `checkpoint`).
+        Parameters that are not finite are never saved: TrainingError instead."""
+        bad = next((name for name, t in self.model.named_parameters()
+                    if not np.isfinite(t.data).all()), None)
+        if bad:
+            p = self.position   # at an epoch's end, or within the next one (Ctrl-C)
+            raise TrainingError(f"parameter {bad} became non-finite in epoch "
+                                f"{p['epoch'] + (p['step'] > 0)} and was not saved; "
+                                f"{self.last_good()} ({self._hint()})")
         meta = {"config": self.config.as_dict(), "position": self.position,
                 "rng": self.rng.bit_generator.state, "x_dim": self.dataset.dim,
                 "image_shape": list(self.dataset.image_shape), "metrics": self.rows}
@@ -107,7 +115,15 @@ class Run:
         except NonFiniteObjective as err:
             raise TrainingError(f"{err.what} at step {err.step} (epoch "
                                 f"{self.position['epoch'] + 1}); {err.cause}; training stopped, "
-                                f"{self.last_good()}") from None
+                                f"{self.last_good()} ({self._hint()})") from None
+
+    def _hint(self):
+        """What to change, given the settings that most likely diverged."""
+        o = self.config.optimizer
+        if o.optimizer == "sgd" and o.momentum >= 1:
+            return (f"SGD's momentum must stay below 1 for the velocity not to grow without "
+                    f"bound, it is {o.momentum:g}: try --momentum 0.9")
+        return f"try a smaller --lr than {o.lr:g}"
 
     def advance(self, elbo, seconds):
         """Count a step that ended `seconds` into the epoch, with bound values elbo (B,)."""
