@@ -2,6 +2,7 @@
 
 The modules, from the bottom up:
     kernels        the loops that do the arithmetic (Numba, and NumPy's SIMD ufuncs)
+    numba_cache    where Numba caches the compiled kernels (a per-user place if need be)
     autograd       Tensor and reverse-mode backward
     ops            differentiable ops, each derivative beside its forward
     distributions  fused Bernoulli/Gaussian log-densities, KL, reparameterization

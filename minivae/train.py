@@ -14,7 +14,6 @@ writes a checkpoint and then the metrics row, and calls `on_epoch` (the
 figures, for the command line); it can resume from a checkpoint so that
 the run continues exactly as if never stopped.
 """
-import math
 import signal
 import time
 
