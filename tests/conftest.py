@@ -15,7 +15,7 @@ from minivae import data
 
 settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("dev", max_examples=60, deadline=None,
+settings.register_profile("dev", max_examples=60, deadline=None, derandomize=False,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
