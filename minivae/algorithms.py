@@ -7,8 +7,8 @@ Algorithm 1's inner lines are
 
 `GradientAscent` is exactly that for any objective: training loops, the
 examples and the benchmark all call `step(x, rng)`.  A different learning
-rule (wake-sleep's two phases, say) is another object with the same
-`step`, `state_dict` and `load_state_dict`, not another loop.
+rule is another object with the same `step`, `end_epoch`, `state_dict`
+and `load_state_dict`, not another loop: `FitPCA` fits PCA in one pass.
 """
 import math
 
@@ -85,6 +85,9 @@ class GradientAscent:
                         f"of {t.op}" + (f" reading {', '.join(reads)}" if reads else ""))
         return "all parameters are finite"
 
+    def end_epoch(self):
+        """Nothing to do between epochs: every step updated the parameters."""
+
     def state_dict(self):
         """The optimizer's state, enough to resume exactly."""
         return self.optimizer.state_dict()
@@ -92,3 +95,55 @@ class GradientAscent:
     def load_state_dict(self, state):
         """Restore what `state_dict` returned (checked by the optimizer)."""
         self.optimizer.load_state_dict(state)
+
+
+class FitPCA:
+    """PCA's parameters from one pass over the data: every step adds a
+    minibatch to sum x and sum x x^T (float64); `end_epoch` turns them into the
+    mean and covariance and sets the model's principal subspace (`PCA.fit`)."""
+
+    def __init__(self, model, objective):
+        self.model, self.objective = model, objective
+        self.steps = 0
+        D = model.x_dim
+        self.count, self.sum, self.scatter = 0, np.zeros(D), np.zeros((D, D))
+
+    def step(self, x, rng):
+        """Add x (B, D) to the sums; returns the objective per datapoint (B,) under
+        the subspace fitted so far (none before the first epoch ends)."""
+        x64 = np.asarray(x, np.float64)
+        self.count += len(x)
+        self.sum += x64.sum(axis=0)
+        self.scatter += x64.T @ x64
+        self.steps += 1
+        return self.objective(self.model, x, rng).data
+
+    def end_epoch(self):
+        """Fit the subspace to the epoch's data and start the sums anew."""
+        mean = self.sum / self.count
+        self.model.fit(mean, self.scatter / self.count - np.outer(mean, mean))
+        self.count, self.sum, self.scatter = 0, np.zeros_like(self.sum), np.zeros_like(
+            self.scatter)
+
+    def state_dict(self):
+        """The steps and the sums so far, enough to resume mid-epoch exactly."""
+        return {"steps": self.steps, "count": self.count, "pca.sum": self.sum.copy(),
+                "pca.scatter": self.scatter.copy()}
+
+    def load_state_dict(self, state):
+        """Restore what `state_dict` returned, after checking its shapes and values."""
+        D = self.model.x_dim
+        expected = {"pca.sum": (D,), "pca.scatter": (D, D)}
+        for key, shape in expected.items():
+            value = state.get(key)
+            if not isinstance(value, np.ndarray) or value.shape != shape \
+                    or value.dtype != np.float64 or not np.isfinite(value).all():
+                raise ValueError(f"PCA state: {key} must be finite float64{shape}")
+        for key in ("steps", "count"):
+            if not isinstance(state.get(key), int) or state[key] < 0:
+                raise ValueError(f"PCA state: '{key}' must be a whole number >= 0")
+        unknown = sorted(set(state) - set(expected) - {"steps", "count"})
+        if unknown:
+            raise ValueError(f"PCA state: unexpected entries {unknown}")
+        self.steps, self.count = state["steps"], state["count"]
+        self.sum, self.scatter = state["pca.sum"].copy(), state["pca.scatter"].copy()

@@ -134,26 +134,53 @@ def _train(args):
     given = {name: getattr(args, name) for name in cfg.FLAGS if hasattr(args, name)}
     if args.config:
         given = {**cfg.load_preset(args.config), **given}
+    if not args.resume:
+        cfg.check_applies(given)
     if args.resume:
         config = RunDir.of(args.resume).load().config.resumed_with(given)
         out = Path(args.out) if args.out else RunDir.of(args.resume).path
     else:
         config = cfg.Config.from_flags(**given)
         out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y-%m-%d_%H-%M-%S")
-    m, o = config.model, config.optimizer
-    print(f"minivae: {'resuming' if args.resume else 'training'} a {m.decoder} {m.model.upper()} "
-          f"with hidden layers {list(m.hidden)} and latent dimension {m.latent}, {o.optimizer} "
-          f"(lr {o.lr}), {config.run.epochs} epochs; run directory {out}")
+    print(f"minivae: {'resuming' if args.resume else 'training'} {_describe(config)}, "
+          f"{config.run.epochs} epochs; run directory {out}")
     on_epoch = None
     if not args.no_figures:
+        from minivae.models import MODELS
         from minivae.plots import epoch_figures as on_epoch
+        if config.model.model != "vae" and not MODELS[config.model.model].has_prior:
+            print(f"note: no samples.png, a {config.model.model} has no prior to sample from")
     max_seconds = args.max_minutes * 60 if args.max_minutes else None
     result = train(config, out, resume=args.resume, progress=not args.no_progress,
                    on_epoch=on_epoch, max_seconds=max_seconds, k=args.k)
-    print(f"test ELBO            {result['test_elbo']:.2f} nats")
-    print(f"test log p(x), K={result['k']:<4d} {result['log_px']:.2f} nats")
+    _summary(result, result[f"test_{result['key']}"], result["label"], result.get("log_px"),
+             result["k"])
     print(f"checkpoint           {result['checkpoint']}")
-    print(f"next: minivae evaluate {out} --k 1000   |   minivae plot {out}")
+    k = " --k 1000" if "log_px" in result else ""
+    print(f"next: minivae evaluate {out}{k}   |   minivae plot {out}")
+
+
+def _describe(config):
+    """'a bernoulli VAE with hidden layers [500] and latent dimension 20, adagrad (lr 0.02)'"""
+    m, o = config.model, config.optimizer
+    name = m.model.upper() if m.model == "vae" else m.model
+    hidden = f" with hidden layers {list(m.hidden)}" if "hidden" in _options(m.model) else ""
+    rule = "one SVD pass" if m.model == "pca" else f"{o.optimizer} (lr {o.lr})"
+    return f"a {m.decoder} {name}{hidden} and latent dimension {m.latent}, {rule}"
+
+
+def _options(model):
+    from minivae.models import MODELS
+    return MODELS[model].options
+
+
+def _summary(result, test_value, label, log_px, k):
+    """The end-of-run lines: the test objective, the reconstruction error, log p(x)."""
+    unit = " nats" if label == "ELBO" else ""
+    print(f"test {label:<16s}{test_value:.2f}{unit}")
+    print(f"test recon. error    {result['test_error']:.2f} {result['error_unit']}")
+    if log_px is not None:
+        print(f"test log p(x), K={k:<4d} {log_px:.2f} nats")
 
 
 def _load(path):
@@ -175,23 +202,30 @@ def _test_inputs(trained):
 
 def _evaluate(args):
     from tqdm import tqdm
-    from minivae.evaluate import log_likelihood, mean_elbo
+    from minivae.evaluate import log_likelihood, mean_objective, reconstruction_error
     _, trained = _load(args.checkpoint)
-    model, estimator = trained.model, trained.config.objective.estimator
+    model, config = trained.model, trained.config
+    objective = config.objective.build(config.model.model, trained.image_shape)
     inputs, _ = _test_inputs(trained)
     count = min(args.limit or len(inputs.test), len(inputs.test))
-    with tqdm(total=count, desc="test ELBO", unit="image", leave=False,
-              disable=True if args.no_progress else None) as bar:
-        elbo = mean_elbo(model, inputs.test_batches(limit=count),
-                         np.random.default_rng(args.seed), estimator, progress=bar.update)
-    with tqdm(total=count, desc=f"log p(x), K={args.k}", unit="image", leave=False,
-              disable=True if args.no_progress else None) as bar:
-        log_px = log_likelihood(model, inputs.test_batches(batch_size=100, limit=count),
-                                np.random.default_rng([args.seed, 1]), k=args.k,
-                                progress=bar.update)
+
+    def bar(what):
+        return tqdm(total=count, desc=what, unit="image", leave=False,
+                    disable=True if args.no_progress else None)
+    with bar(f"test {objective.label}") as b:
+        value = mean_objective(model, objective, inputs.test_batches(limit=count),
+                               np.random.default_rng(args.seed), progress=b.update)
+    with bar("reconstruction error") as b:
+        error = reconstruction_error(model, inputs.test_batches(limit=count), progress=b.update)
+    log_px = None
+    if model.has_prior:
+        with bar(f"log p(x), K={args.k}") as b:
+            log_px = log_likelihood(model, inputs.test_batches(batch_size=100, limit=count),
+                                    np.random.default_rng([args.seed, 1]), k=args.k,
+                                    progress=b.update)
     print(f"test images          {count}")
-    print(f"test ELBO            {elbo:.2f} nats (estimator {estimator})")
-    print(f"test log p(x), K={args.k:<4d} {log_px:.2f} nats")
+    _summary({"test_error": error, "error_unit": model.likelihood.error_unit}, value,
+             objective.label, log_px, args.k)
 
 
 def _wrote(path, existed, what):
@@ -216,7 +250,9 @@ def _plot(args):
     out.mkdir(parents=True, exist_ok=True)
     wanted = list(PLOTS) if args.what == "all" else [args.what]
     if args.what == "all":   # leave out what does not apply to this model or run
-        wanted = [w for w in wanted if not (w == "manifold" and model.latent != 2)
+        wanted = [w for w in wanted
+                  if not (w == "manifold" and (model.latent != 2 or not model.has_prior))
+                  and not (w == "samples" and not model.has_prior)
                   and not (w == "curves" and not run.metrics.is_file())]
     if any(PLOTS[w] for w in wanted):
         inputs, labels = _test_inputs(trained)
@@ -232,7 +268,8 @@ def _plot(args):
         elif what == "samples":
             plots.samples(model, path, np.random.default_rng(args.seed), image_shape=shape)
         else:
-            plots.learning_curves({run.path.name: run.read_metrics()}, path)
+            key = trained.config.objective.build(trained.config.model.model, shape).key
+            plots.learning_curves({run.path.name: run.read_metrics()}, path, key)
         _wrote(path, existed, what)
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from minivae.autograd import SUPPORTED_DTYPES
 from minivae.data import BINARIZATIONS
-from minivae.models import MODELS
+from minivae.algorithms import FitPCA, GradientAscent
+from minivae.corruptions import GaussianNoise, MaskingNoise
 from minivae.likelihoods import LIKELIHOODS
+from minivae.models import MODELS, SUMMARIES
 from minivae.nn import ACTIVATIONS, INITS
-from minivae.objectives import ELBO, ESTIMATORS
+from minivae.objectives import ELBO, ESTIMATORS, MaskedReconstruction, Reconstruction
 from minivae.optim import OPTIMIZERS
 
 PRESETS = Path(__file__).parent / "presets"
@@ -80,21 +82,29 @@ class Section:
 
 @dataclass
 class ModelConfig(Section):
-    model: str = _field("vae", "which model", choices=tuple(MODELS))
+    model: str = _field("vae", "which model: " + "; ".join(
+        f"{name}, {summary}" for name, summary in SUMMARIES.items()), choices=tuple(MODELS))
     latent: int = _field(20, "latent dimension J", "positive int")
     hidden: tuple = _field((500,), "hidden layer widths of the encoder (the decoder mirrors "
                                    "them)", "positive int", many=True)
-    decoder: str = _field("bernoulli", "p(x|z): Bernoulli for binary data, Gaussian for "
-                                       "intensities", choices=tuple(LIKELIHOODS))
+    decoder: str = _field(None, "p(x|z): bernoulli for binary pixels (cross-entropy), gaussian "
+                                "(mean and variance) or squared (sum-of-squares error) for "
+                                "intensities (default: bernoulli; squared for linear-ae, "
+                                "masked-ae and pca)", choices=tuple(LIKELIHOODS), optional=True)
     activation: str = _field("tanh", "hidden-layer activation", choices=ACTIVATIONS)
     init: str = _field("normal", "normal: N(0, 0.01^2) as in the paper; xavier: Glorot "
                                  "uniform", choices=INITS)
 
+    def __post_init__(self):
+        if self.decoder is None and self.model in MODELS:
+            self.decoder = MODELS[self.model].default_decoder
+        super().__post_init__()
+
     def build(self, x_dim, dtype, rng):
-        """The model, its parameters drawn from rng."""
-        return MODELS[self.model](x_dim=x_dim, hidden=self.hidden, latent=self.latent,
-                                  decoder=self.decoder, activation=self.activation,
-                                  init=self.init, dtype=dtype, rng=rng)
+        """The model, its parameters drawn from rng; it takes the fields it names."""
+        cls = MODELS[self.model]
+        return cls(x_dim=x_dim, dtype=dtype, rng=rng,
+                   **{name: getattr(self, name) for name in cls.options})
 
 
 @dataclass
@@ -102,10 +112,22 @@ class ObjectiveConfig(Section):
     estimator: str = _field("B", "SGVB estimator: A (eq. 6) or B with analytic KL (eq. 7)",
                             choices=ESTIMATORS)
     samples: int = _field(1, "L, samples of z per datapoint", "positive int")
+    sparsity: float = _field(0.1, "lambda of the L1 penalty on the code, eq. 19.4 (our choice; "
+                                  "the book gives none)", "positive number")
+    corruption: str = _field("masking", "masking: each input set to 0 with probability "
+                                        "--drop-prob; gaussian: noise of std --noise-std "
+                                        "(eq. 19.5)", choices=("masking", "gaussian"))
+    drop_prob: float = _field(0.25, "nu, the masking probability (our choice)", "positive number")
+    noise_std: float = _field(0.3, "sigma of the Gaussian corruption (our choice)",
+                              "positive number")
+    mask_ratio: float = _field(0.75, "share of patches masked per image (19.1.5)",
+                               "positive number")
+    patch: int = _field(4, "patch side in pixels; must divide the image (4: 49 patches on "
+                           "MNIST)", "positive int")
 
-    def build(self):
-        """The training objective."""
-        return ELBO(self.estimator, self.samples)
+    def build(self, model, image_shape):
+        """The training objective of `model` (a name in MODELS)."""
+        return OBJECTIVES.get(model, OBJECTIVES["ae"])(self, image_shape)
 
 
 @dataclass
@@ -158,10 +180,48 @@ class RunConfig(Section):
                         choices=DTYPES)
 
 
+OBJECTIVES = {
+    "vae": lambda o, shape: ELBO(o.estimator, o.samples),
+    "ae": lambda o, shape: Reconstruction(),
+    "sparse-ae": lambda o, shape: Reconstruction(sparsity=o.sparsity),
+    "denoising-ae": lambda o, shape: Reconstruction(
+        corruption=MaskingNoise(o.drop_prob) if o.corruption == "masking" else
+        GaussianNoise(o.noise_std)),
+    "masked-ae": lambda o, shape: MaskedReconstruction(tuple(shape), o.patch, o.mask_ratio),
+}
+# objective and optimizer fields, and the models they apply to (model fields: each
+# model's `options`)
+APPLIES = {"estimator": ("vae",), "samples": ("vae",), "sparsity": ("sparse-ae",),
+           "corruption": ("denoising-ae",), "drop_prob": ("denoising-ae",),
+           "noise_std": ("denoising-ae",), "mask_ratio": ("masked-ae",),
+           "patch": ("masked-ae",)}
+APPLIES.update({f.name: tuple(m for m in MODELS if m != "pca")
+                for f in fields(OptimizerConfig)})
+
 SECTIONS = {"model": ModelConfig, "objective": ObjectiveConfig, "optimizer": OptimizerConfig,
             "data": DataConfig, "run": RunConfig}
 FLAGS = {f.name: (section, f) for section, cls in SECTIONS.items() for f in fields(cls)}
 CHANGEABLE_ON_RESUME = ("epochs",)
+
+
+def check_applies(given):
+    """ValueError, in one line, for a field in `given` (field -> value, as a user
+    set them) that the chosen model does not use, e.g. --mask-ratio with vae."""
+    model = given.get("model", "vae")
+    if model not in MODELS:
+        return   # the model field's own check names the choices
+    for name in given:
+        if name in fields_of(ModelConfig) and name != "model":
+            users = tuple(m for m, cls in MODELS.items() if name in cls.options)
+        else:
+            users = APPLIES.get(name)
+        if users is not None and model not in users:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to --model {model}; "
+                             f"it applies to {', '.join(users)}")
+
+
+def fields_of(section):
+    return {f.name for f in fields(section)}
 
 
 @dataclass
@@ -193,6 +253,14 @@ class Config:
         if set(d) <= set(SECTIONS) and all(isinstance(v, dict) for v in d.values()):
             d = {k: v for section in d.values() for k, v in section.items()}
         return cls.from_flags(**d)
+
+    def learning_rule(self, model, n, image_shape):
+        """How `model` learns from n training images of image_shape: its objective
+        ascended by the optimizer (Algorithm 1), or, for PCA, one fitting pass."""
+        objective = self.objective.build(self.model.model, image_shape)
+        if self.model.model == "pca":
+            return FitPCA(model, objective)
+        return GradientAscent(model, objective, self.optimizer.build(model.params, n))
 
     def as_dict(self):
         """{section: {field: value}}, JSON-ready."""

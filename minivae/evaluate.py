@@ -9,7 +9,7 @@ number of datapoints scored after each minibatch.
 import numpy as np
 
 from minivae.autograd import no_grad
-from minivae.objectives import elbo, log_weights
+from minivae.objectives import ELBO, log_weights
 from minivae.ops import logsumexp
 
 
@@ -25,16 +25,28 @@ def mean_per_datapoint(score, batches, progress=None):
     return total / count
 
 
+def mean_objective(model, objective, batches, rng, progress=None):
+    """The mean of objective(model, x, rng) per datapoint: what a model is trained
+    on, evaluated on other data (its random draws, eps or corruption, from rng)."""
+    return mean_per_datapoint(lambda x: objective(model, x, rng).data, batches, progress)
+
+
 def mean_elbo(model, batches, rng, estimator="B", samples=1, progress=None):
     """The mean SGVB lower bound per datapoint (eq. 6 or 7), in nats.
 
     z is sampled (z = mu + sigma * eps), not set to mu: this is the bound
     the model is trained on, evaluated on new data.
     """
-    def score(x):
-        eps = rng.standard_normal((samples, len(x), model.latent), dtype=model.dtype)
-        return elbo(model, x, eps, estimator).data
-    return mean_per_datapoint(score, batches, progress)
+    return mean_objective(model, ELBO(estimator, samples), batches, rng, progress)
+
+
+def reconstruction_error(model, batches, progress=None):
+    """The mean reconstruction error per image of x from its code, in the one
+    unit of the model's likelihood (`error`): the Bernoulli cross-entropy in
+    nats, or the sum of squares over pixels for intensities.  z = code(x)
+    (mu for a VAE): what the representation keeps."""
+    return mean_per_datapoint(
+        lambda x: model.likelihood.error(x, model.decode(model.code(x))), batches, progress)
 
 
 def importance_sampled_log_px(model, x, rng, k, chunk_rows=20000):

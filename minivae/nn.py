@@ -36,6 +36,8 @@ def init_layer(fan_in, fan_out, init, rng, dtype):
 class MLP:
     """n_in -> hidden widths -> one affine head per entry of `heads` (name -> width).
 
+    With no hidden widths the heads are affine maps of the input itself.
+
     An MLP is a description: its parameters live in the caller's dict, so
     that a model's `params` is the one place its weights are read from (swap
     the dict, and the same network computes with other weights).
@@ -48,14 +50,15 @@ class MLP:
         if activation not in ACTIVATIONS:
             raise ValueError(f"{name}: unknown activation {activation!r}; expected one of "
                              f"{ACTIVATIONS}")
-        if n_in < 1 or not hidden or min(hidden) < 1 or min(heads.values()) < 1:
+        if n_in < 1 or min(hidden + tuple(heads.values())) < 1:
             raise ValueError(f"{name}: sizes must be positive, got n_in={n_in}, "
                              f"hidden={hidden}, heads={heads}")
         self.name, self.activation, self.heads = name, activation, tuple(heads)
         self.n_hidden = len(hidden)
         self.layers = [(f"{name}.hidden.{i}", a, b)
                        for i, (a, b) in enumerate(zip((n_in,) + hidden, hidden))]
-        self.layers += [(f"{name}.{head}", hidden[-1], width) for head, width in heads.items()]
+        last = ((n_in,) + hidden)[-1]   # no hidden layers: the heads read x itself (linear)
+        self.layers += [(f"{name}.{head}", last, width) for head, width in heads.items()]
 
     def init(self, init="normal", rng=None, dtype=np.float32):
         """The parameters {'<layer>.W': Tensor, '<layer>.b': Tensor}, drawn from `rng`

@@ -11,13 +11,24 @@ z_l = mu + sigma * eps_l (eq. 10):
                    log p(x|z_l)
     ELBO           the training objective: an estimator and its L, and the
                    eps it needs drawn from a generator
+
+and for the autoencoders of Bishop's ch. 19.1, which have no prior:
+
+    Reconstruction         log p(x|y(f(x~))): minus eq. 19.1's sum-of-squares
+                           error or minus the cross-entropy, with x~ a corrupted
+                           x (19.1.4) and an L1 penalty on the code (19.1.3, eq. 19.4)
+    MaskedReconstruction   minus the squared error on the masked patches only (19.1.5)
+
+Every objective is a value per datapoint to maximize, (B,); `key` names it
+in the metrics rows (train_<key>, test_<key>) and `label` in the log.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
+from minivae.corruptions import patch_mask
 from minivae.distributions import gaussian_kl, gaussian_log_prob, reparameterize
-from minivae.ops import concatenate
+from minivae.ops import abs, concatenate
 
 ESTIMATORS = ("A", "B")
 
@@ -73,6 +84,7 @@ class ELBO:
     """The lower bound as a training objective: estimator A or B with L samples."""
     estimator: str = "B"
     samples: int = 1
+    key, label = "elbo", "ELBO"
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -84,3 +96,49 @@ class ELBO:
         """The bound per datapoint, (B,), with eps (L, B, J) ~ N(0, I) drawn from rng."""
         eps = rng.standard_normal((self.samples, len(x), model.latent), dtype=model.dtype)
         return elbo(model, x, eps, self.estimator)
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """log p(x | z = f(x~)) - sparsity * sum_k |z_k| per datapoint, (B,).
+
+    With the sum-of-squares likelihood this is -1/2 ||y - x||^2 (eq. 19.1)
+    less a constant; with the Bernoulli one, minus the cross-entropy.  x~ is
+    `corruption(x, rng)` for a denoising autoencoder (eq. 19.5), else x.  The
+    L1 penalty is eq. 19.4's; its subgradient at z_k = 0 is 0 (`ops.abs`).
+    """
+    corruption: object = None
+    sparsity: float = 0.0
+    key, label = "objective", "objective"
+
+    def __call__(self, model, x, rng):
+        corrupted = x if self.corruption is None else self.corruption(x, rng)
+        z = model.code(corrupted)
+        value = model.likelihood.log_prob(x, model.decode(z))
+        if self.sparsity:
+            value = value - self.sparsity * abs(z).sum(axis=1)      # eq. 19.4
+        return value
+
+
+@dataclass(frozen=True)
+class MaskedReconstruction:
+    """-1/2 sum over masked pixels of (y_d - x_d)^2 per datapoint, (B,): the masked
+    autoencoder's loss on the hidden patches only (19.1.5).  A fresh mask is
+    drawn from the run's generator for every image at every step."""
+    image_shape: tuple
+    patch: int = 4
+    ratio: float = 0.75
+    key, label = "objective", "objective"
+
+    def __post_init__(self):
+        if not 0 < self.ratio < 1:
+            raise ValueError(f"mask ratio must lie in (0, 1), got {self.ratio}")
+        h, w = self.image_shape
+        if self.patch < 1 or h % self.patch or w % self.patch:
+            raise ValueError(f"patch size {self.patch} does not divide the {h}x{w} images; "
+                             f"expected a divisor of both")
+
+    def __call__(self, model, x, rng):
+        mask = patch_mask(len(x), self.image_shape, self.patch, self.ratio, rng, x.dtype)
+        y = model.decode_mean(model.code(x, mask))
+        return -0.5 * (((y - x) * mask) ** 2).sum(axis=1)

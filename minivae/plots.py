@@ -76,6 +76,9 @@ def manifold(model, path, n=20, grid="normal", image_shape=(28, 28)):
     if model.latent != 2:
         raise ValueError(f"manifold: needs a model with a 2-D latent space, this one has "
                          f"latent={model.latent} (train with --latent 2)")
+    if not model.has_prior:
+        raise ValueError("manifold: the grid is placed by the prior N(0, I); this model has "
+                         "no prior")
     values = manifold_grid(n, grid)
     # tile (row r, column c) shows z = (values[c], values[n - 1 - r])
     z = np.stack([np.tile(values, n), np.repeat(values[::-1], n)], axis=1)
@@ -116,12 +119,14 @@ def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28)):
     """
     x = _as_x(model, x)[:n]
     n = len(x)
+    if rng is not None and not model.has_prior:
+        raise ValueError("reconstructions: a sampled z needs a model with a posterior")
     with no_grad():
-        mu, logvar = model.posterior(x)
-    z = mu.data
-    if rng is not None:
-        eps = rng.standard_normal(z.shape, dtype=model.dtype)
-        z = z + np.exp(0.5 * logvar.data) * eps
+        z = model.code(x).data
+        if rng is not None:
+            _, logvar = model.posterior(x)
+            eps = rng.standard_normal(z.shape, dtype=model.dtype)
+            z = z + np.exp(0.5 * logvar.data) * eps
     inputs = x.reshape(n, *image_shape)
     outputs = _decode(model, z, image_shape)
     cols = min(n, 10)
@@ -134,7 +139,8 @@ def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28)):
     ax.imshow(np.clip(np.vstack(rows), 0, 1), cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks(np.arange(len(rows)) * h + h / 2, ["input", "recon."] * (len(rows) // 2))
-    which = "sampled z ~ q(z|x)" if rng is not None else "z = $\\mu$ (encoder mean)"
+    which = "sampled z ~ q(z|x)" if rng is not None else (
+        "z = $\\mu$ (encoder mean)" if model.has_prior else "z = f(x), the code")
     ax.set_title(f"Inputs and reconstructions E[x|z], {which}")
     return _save(fig, path)
 
@@ -142,6 +148,8 @@ def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28)):
 def samples(model, path, rng, n=64, image_shape=(28, 28)):
     """Samples from the generative model (Figure 5): E[x|z] for n draws
     z ~ N(0, I) from `rng`, tiled in a square grid."""
+    if not model.has_prior:
+        raise ValueError("samples: this model has no prior p(z) to draw z from")
     z = rng.standard_normal((n, model.latent), dtype=model.dtype)
     fig, ax = _figure("samples")
     ax.imshow(image_grid(_decode(model, z, image_shape)), cmap="gray", vmin=0, vmax=1)
@@ -150,10 +158,12 @@ def samples(model, path, rng, n=64, image_shape=(28, 28)):
     return _save(fig, path)
 
 
-def learning_curves(runs, path):
+def learning_curves(runs, path, key="elbo"):
     """Train (solid) and test (dashed) ELBO per datapoint against training
     samples seen, on a log axis, like Figure 2.  `runs` maps a label to a
-    list of metrics rows (`runs.RunDir.read_metrics`)."""
+    list of metrics rows (`runs.RunDir.read_metrics`); `key` names the
+    objective in them (train_<key>, test_<key>): 'elbo', or 'objective' for
+    the autoencoders."""
     if not runs:
         raise ValueError("learning_curves: no runs given")
     fig, ax = _figure("learning_curves")
@@ -162,13 +172,17 @@ def learning_curves(runs, path):
             raise ValueError(f"learning_curves: run {label!r} has no metrics rows")
         rows = sorted(rows, key=lambda row: row["samples_seen"])
         seen = [row["samples_seen"] for row in rows]
-        ax.plot(seen, [row["train_elbo"] for row in rows], "o-", color=f"C{i}", ms=3,
+        ax.plot(seen, [row[f"train_{key}"] for row in rows], "o-", color=f"C{i}", ms=3,
                 label=f"{label} train")
-        ax.plot(seen, [row["test_elbo"] for row in rows], "o--", color=f"C{i}", ms=3,
+        ax.plot(seen, [row[f"test_{key}"] for row in rows], "o--", color=f"C{i}", ms=3,
                 label=f"{label} test")
     ax.set_xscale("log")
-    ax.set(xlabel="training samples evaluated", ylabel="ELBO per datapoint (nats)",
-           title="Lower bound during training (cf. Figure 2)")
+    if key == "elbo":
+        ax.set(ylabel="ELBO per datapoint (nats)", title="Lower bound during training (cf. "
+                                                         "Figure 2)")
+    else:
+        ax.set(ylabel=f"{key} per datapoint", title="Training objective during training")
+    ax.set(xlabel="training samples evaluated")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     return _save(fig, path)
@@ -275,7 +289,7 @@ SNAPSHOT_IMAGES = 1000  # test images whose latent means the GIF follows
 def epoch_figures(run, epoch):
     """What training draws after each epoch, into the run directory: the
     reconstructions of the first test images, samples from the prior (the
-    same z every epoch), and the latent GIF so far.
+    same z every epoch; only for models with a prior), and the latent GIF so far.
 
     `run` is a `train.Run`: its model, dir (a RunDir), inputs.test,
     dataset and config are read.  The GIF's per-epoch encoder means are kept
@@ -289,8 +303,9 @@ def epoch_figures(run, epoch):
     save_npz_atomically(files.snapshots, {"epochs": np.array([e for e, _ in snapshots]),
                                           "mu": np.stack([mu for _, mu in snapshots])})
     reconstructions(model, test[:10], files.figure("recon"), image_shape=shape)
-    samples(model, files.figure("samples"), np.random.default_rng([run.config.run.seed, 1]),
-            image_shape=shape)
+    if model.has_prior:      # a model without one has nothing to sample from
+        samples(model, files.figure("samples"), np.random.default_rng([run.config.run.seed, 1]),
+                image_shape=shape)
     if model.latent >= 2 and len(snapshots) > 1:
         latent_animation(snapshots, labels, files.figure("latent"))
 

@@ -27,7 +27,8 @@ SNAPSHOTS = "latent_snapshots.npz"
 FIGURES = {"manifold": "manifold.png", "scatter": "latent_scatter.png", "recon": "recon.png",
            "samples": "samples.png", "curves": "curves.png", "latent": "latent.gif"}
 # what a checkpoint's position holds: counts (int >= 0), seconds (float >= 0), and
-# the running sum of the bound over the epoch so far (any finite float)
+# the running sum of the training objective over the epoch so far (any finite
+# float; named elbo_sum since the first checkpoints, whatever the objective)
 POSITION = {"epoch": int, "step": int, "samples_seen": int, "elbo_sum": float,
             "epoch_seconds": float, "train_seconds": float}
 

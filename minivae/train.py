@@ -21,10 +21,11 @@ import numpy as np
 from tqdm import tqdm
 
 from minivae import data
-from minivae.algorithms import GradientAscent, NonFiniteObjective
+from minivae.algorithms import NonFiniteObjective
 from minivae.checkpoint import save_checkpoint
 from minivae.config import Config
-from minivae.evaluate import log_likelihood, mean_elbo
+from minivae.evaluate import log_likelihood, mean_objective, reconstruction_error
+from minivae.objectives import ELBO
 from minivae.runs import RunDir
 
 
@@ -51,8 +52,8 @@ class Run:
             config.model.build(dataset.dim, config.run.dtype, self.rng)
         self.inputs = data.Inputs(dataset, self.model.likelihood.pixels, config.data.binarize,
                                   config.run.seed, config.run.dtype)
-        self.algorithm = GradientAscent(self.model, config.objective.build(),
-                                        config.optimizer.build(self.model.params, self.n))
+        self.algorithm = config.learning_rule(self.model, self.n, dataset.image_shape)
+        self.objective = self.algorithm.objective
         self.position = {"epoch": 0, "step": 0, "samples_seen": 0, "elbo_sum": 0.0,
                          "epoch_seconds": 0.0, "train_seconds": 0.0}
         self.order, self.rows = None, []
@@ -132,16 +133,23 @@ class Run:
         p["elbo_sum"] += float(np.sum(elbo, dtype=np.float64))
         p["epoch_seconds"] = seconds
 
+    def test_objective(self, rng):
+        """The training objective's mean on the test set (for the ELBO: L = 1)."""
+        objective = self.objective
+        if isinstance(objective, ELBO):
+            objective = ELBO(objective.estimator, samples=1)
+        return mean_objective(self.model, objective, self.inputs.test_batches(), rng)
+
     def end_epoch(self, epoch, log):
-        """Evaluate, checkpoint, then write the metrics row the checkpoint covers."""
-        config, p = self.config, self.position
-        train_elbo = p["elbo_sum"] / self.n
+        """End the learning rule's epoch, evaluate, checkpoint, then write the
+        metrics row the checkpoint covers."""
+        self.algorithm.end_epoch()
+        config, p, key = self.config, self.position, self.objective.key
+        train_value = p["elbo_sum"] / self.n
         started = time.perf_counter()
-        test_elbo = mean_elbo(self.model, self.inputs.test_batches(),
-                              np.random.default_rng([config.run.seed, epoch]),
-                              config.objective.estimator)
+        test_value = self.test_objective(np.random.default_rng([config.run.seed, epoch]))
         row = {"epoch": epoch, "samples_seen": p["samples_seen"],
-               "train_elbo": train_elbo, "test_elbo": test_elbo,
+               f"train_{key}": train_value, f"test_{key}": test_value,
                "epoch_seconds": p["epoch_seconds"],
                "train_seconds": p["train_seconds"] + p["epoch_seconds"],
                "eval_seconds": time.perf_counter() - started}
@@ -151,7 +159,8 @@ class Run:
                          "train_seconds": row["train_seconds"]}
         self.order = None
         self.save()
-        log(f"epoch {epoch:3d}  train ELBO {train_elbo:9.3f}  test ELBO {test_elbo:9.3f}  "
+        label = self.objective.label
+        log(f"epoch {epoch:3d}  train {label} {train_value:9.3f}  test {label} {test_value:9.3f}  "
             f"({row['epoch_seconds']:.1f} s, {self.n / row['epoch_seconds']:.0f} samples/s)")
 
 
@@ -214,7 +223,9 @@ def train_epochs(run, progress, log, on_epoch, max_seconds):
 
 def train(config, out, resume=None, progress=True, log=print, on_epoch=None, max_seconds=None,
           k=100):
-    """Train a model by AEVB; returns a summary dict (test ELBO, log p(x), paths).
+    """Train a model; returns a summary dict: the test objective (`test_elbo` for a
+    VAE), the reconstruction error `test_error`, log p(x) for models with a
+    prior, and the paths.
 
     `config` is a Config; when resuming it may instead be a dict of the
     fields the user gave (field -> value): the rest come from the run.
@@ -246,16 +257,19 @@ def train(config, out, resume=None, progress=True, log=print, on_epoch=None, max
     run_dir.write_config(config)
     run_dir.write_metrics(run.rows)
     train_epochs(run, progress, log, on_epoch, max_seconds)
-    seed, inputs = config.run.seed, run.inputs
+    seed, inputs, model = config.run.seed, run.inputs, run.model
+    result = {}
     try:
-        log_px = log_likelihood(run.model, inputs.test_batches(batch_size=100),
-                                np.random.default_rng([seed, 0, k]), k=k)
-        test_elbo = mean_elbo(run.model, inputs.test_batches(),
-                              np.random.default_rng([seed, 0]), config.objective.estimator)
+        if model.has_prior:
+            result["log_px"] = log_likelihood(model, inputs.test_batches(batch_size=100),
+                                              np.random.default_rng([seed, 0, k]), k=k)
+        result[f"test_{run.objective.key}"] = run.test_objective(np.random.default_rng([seed, 0]))
+        result["test_error"] = reconstruction_error(model, inputs.test_batches())
     except KeyboardInterrupt:
         log(f"interrupted during the final evaluation: training is complete and saved in "
             f"{run_dir.checkpoint} (epoch {run.position['epoch']}); the final test ELBO and "
             f"log p(x) were skipped; get them with: minivae evaluate {run_dir.path} --k {k}")
         raise
-    return {"test_elbo": test_elbo, "log_px": log_px, "k": k,
+    return {**result, "k": k, "label": run.objective.label, "key": run.objective.key,
+            "error_unit": model.likelihood.error_unit,
             "checkpoint": str(run_dir.checkpoint), "metrics": str(run_dir.metrics)}

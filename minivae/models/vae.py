@@ -17,14 +17,17 @@ class VAE:
     """Encoder x -> (mu, logvar) and decoder z -> p(x|z), as MLPs.
 
     `hidden` lists the widths of the encoder's hidden layers (the decoder
-    mirrors them); `decoder` names the likelihood, 'bernoulli' or
-    'gaussian'.  Parameters start as N(0, 0.01^2) like the paper
+    mirrors them); `decoder` names the likelihood, 'bernoulli' (the
+    default), 'gaussian' or 'squared'.  Parameters start as N(0, 0.01^2) like the paper
     (`init="normal"`) or Glorot uniform with zero biases (`init="xavier"`).
     """
     has_prior = True
+    options = ("latent", "hidden", "decoder", "activation", "init")
+    default_decoder = "bernoulli"
 
-    def __init__(self, x_dim=784, hidden=(500,), latent=20, decoder="bernoulli",
+    def __init__(self, x_dim=784, hidden=(500,), latent=20, decoder=None,
                  activation="tanh", init="normal", dtype=np.float32, rng=None):
+        decoder = decoder or self.default_decoder
         if decoder not in LIKELIHOODS:
             raise ValueError(f"VAE: unknown decoder {decoder!r}; expected one of "
                              f"{tuple(LIKELIHOODS)}")
