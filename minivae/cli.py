@@ -6,6 +6,8 @@
     minivae sample RUN_OR_CKPT         a PNG grid of samples from the prior
     minivae plot RUN_OR_CKPT           figures: manifold, latent scatter, reconstructions,
                                        samples, learning curves
+    minivae probe RUN_OR_CKPT          a linear probe of the code: softmax regression
+                                       on the frozen codes, test accuracy
 
 The training flags are the fields of `config`: their names, defaults,
 choices and help come from there.
@@ -125,6 +127,13 @@ def _parser():
     plot.add_argument("--seed", type=_number("int >= 0"), default=0, help="seed of z ~ N(0, I)")
     plot.add_argument("--out", default=argparse.SUPPRESS,
                       help="directory for the PNGs (default: the run directory)")
+
+    probe = commands.add_parser(
+        "probe", help="linear probe: softmax regression on the frozen codes of the training "
+                      "set, accuracy on the test set", formatter_class=defaults)
+    probe.add_argument("checkpoint", metavar="RUN_OR_CKPT")
+    probe.add_argument("--seed", type=_number("int >= 0"), default=0,
+                       help="seed of the probe's minibatch order")
     return parser
 
 
@@ -273,13 +282,25 @@ def _plot(args):
         _wrote(path, existed, what)
 
 
+def _probe(args):
+    from minivae import data
+    from minivae.probe import probe
+    _, trained = _load(args.checkpoint)
+    dataset = data.load_mnist(trained.config.data.data)
+    result = probe(trained.model, dataset, np.random.default_rng(args.seed))
+    print(f"linear probe on the frozen {result['code_size']}-D codes of "
+          f"{len(dataset.train_images)} training images ({result['seconds']:.1f} s)")
+    print(f"train accuracy       {100 * result['train_accuracy']:.2f} %")
+    print(f"test accuracy        {100 * result['test_accuracy']:.2f} %")
+
+
 def main(argv=None):
     """Entry point of the `minivae` console script and `python -m minivae`."""
     from minivae.checkpoint import CheckpointError
     from minivae.train import TrainingError
     args = _parser().parse_args(argv)
     command = {"train": _train, "evaluate": _evaluate, "sample": _sample,
-               "plot": _plot}[args.command]
+               "plot": _plot, "probe": _probe}[args.command]
     try:
         command(args)
     except KeyboardInterrupt:

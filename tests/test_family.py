@@ -240,3 +240,37 @@ def test_a_linear_autoencoder_learns_pcas_principal_subspace():
             learn.step(intensities(train_x[idx], np.float32), rng)
     assert largest_angle() < 5.0
     assert reconstruction_error(ae, test) < 1.01 * reconstruction_error(pca, test)
+
+
+# ---------------------------------------------------------------- the commands on every model
+
+@pytest.fixture(scope="module")
+def runs(data_dir, tmp_path_factory):
+    """One finished 2-epoch run of every model of the family."""
+    root = tmp_path_factory.mktemp("family")
+    for model in FAMILY:
+        quiet(tiny(data_dir, model), root / model)
+    return root
+
+
+@pytest.mark.parametrize("model", FAMILY)
+def test_evaluate_and_probe_report_what_applies_to_each_model(runs, model, capsys):
+    assert main(["evaluate", str(runs / model), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "test recon. error" in out and "log p(x)" not in out   # no prior, no log p(x)
+    assert main(["probe", str(runs / model)]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("test accuracy")[1].split("%")[0])
+    assert 0 <= accuracy <= 100 and "frozen 3-D codes" in out
+
+
+@pytest.mark.parametrize("model", FAMILY)
+def test_plot_draws_what_applies_and_sample_refuses_a_model_without_a_prior(
+        runs, model, capsys):
+    assert main(["plot", str(runs / model)]) == 0
+    written = capsys.readouterr().out
+    assert "recon.png" in written and "latent_scatter.png" in written
+    assert "samples.png" not in written and "manifold.png" not in written
+    assert main(["sample", str(runs / model)]) == 1
+    err = capsys.readouterr().err
+    assert "no prior" in err and err.count("\n") == 1
