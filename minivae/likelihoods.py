@@ -103,3 +103,11 @@ def _sum_of_squares(x, y):
 
 
 LIKELIHOODS = {"bernoulli": Bernoulli(), "gaussian": Gaussian(), "squared": SumOfSquares()}
+
+
+def likelihood(name, where):
+    """LIKELIHOODS[name], or a ValueError naming `where` and the choices."""
+    if name not in LIKELIHOODS:
+        raise ValueError(f"{where}: unknown decoder {name!r}; expected one of "
+                         f"{tuple(LIKELIHOODS)}")
+    return LIKELIHOODS[name]

@@ -15,7 +15,7 @@ There is no prior over z: a code is a point, not a distribution.
 import numpy as np
 
 from minivae.autograd import Tensor, checked_dtype
-from minivae.likelihoods import LIKELIHOODS
+from minivae.likelihoods import likelihood
 from minivae.nn import MLP
 
 
@@ -29,12 +29,8 @@ class Autoencoder:
 
     def __init__(self, x_dim=784, hidden=(500,), latent=20, decoder=None, activation="tanh",
                  init="normal", dtype=np.float32, rng=None):
-        decoder = decoder or self.default_decoder
-        if decoder not in LIKELIHOODS:
-            raise ValueError(f"{type(self).__name__}: unknown decoder {decoder!r}; expected "
-                             f"one of {tuple(LIKELIHOODS)}")
+        self.likelihood = likelihood(decoder or self.default_decoder, type(self).__name__)
         self.x_dim, self.hidden, self.latent = x_dim, tuple(hidden), latent
-        self.likelihood = LIKELIHOODS[decoder]
         self.dtype = checked_dtype(dtype, type(self).__name__)
         rng = np.random.default_rng() if rng is None else rng
         self.encoder = MLP("encoder", self.inputs_per_pixel * x_dim, self.hidden,

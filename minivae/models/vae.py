@@ -9,7 +9,7 @@ import numpy as np
 
 from minivae.autograd import checked_dtype
 from minivae.distributions import gaussian_log_prob
-from minivae.likelihoods import LIKELIHOODS
+from minivae.likelihoods import likelihood
 from minivae.nn import MLP
 
 
@@ -27,12 +27,8 @@ class VAE:
 
     def __init__(self, x_dim=784, hidden=(500,), latent=20, decoder=None,
                  activation="tanh", init="normal", dtype=np.float32, rng=None):
-        decoder = decoder or self.default_decoder
-        if decoder not in LIKELIHOODS:
-            raise ValueError(f"VAE: unknown decoder {decoder!r}; expected one of "
-                             f"{tuple(LIKELIHOODS)}")
+        self.likelihood = likelihood(decoder or self.default_decoder, "VAE")
         self.x_dim, self.hidden, self.latent = x_dim, tuple(hidden), latent
-        self.likelihood = LIKELIHOODS[decoder]
         self.dtype = checked_dtype(dtype, "VAE")
         rng = np.random.default_rng() if rng is None else rng
         self.encoder = MLP("encoder", x_dim, self.hidden, {"mu": latent, "logvar": latent},
