@@ -1,7 +1,7 @@
 """A linear probe of a representation: how much of the label a code makes linearly readable.
 
-The model is frozen.  Its codes z = model.code(x) of the training images are
-standardized, a softmax (multinomial logistic) regression
+The model is frozen.  Its codes model.code(x) of the training images are
+standardized to z, a softmax (multinomial logistic) regression
 
     p(k | z) = softmax(z W + b)_k
 
@@ -19,13 +19,15 @@ from minivae.data import intensities, minibatch_indices
 from minivae.ops import linear, logsumexp
 from minivae.optim import Adam
 
-# Measured on a 20-dimensional VAE code of the 60,000 MNIST training images:
-# 10 epochs of 235 Adam steps take about a second, and the test accuracy is
-# then within a few tenths of a percent of the exact optimum (see the report
-# in tests/test_probe.py's module docstring).
-EPOCHS = 10
-BATCH_SIZE = 256
-LR = 0.01
+# A convex problem on standardized codes, so a large step can be taken and then
+# annealed: Adam's lr falls linearly from LR to LR / EPOCHS over the epochs.
+# Measured on the 20-dimensional codes of a VAE trained 3 epochs on MNIST's
+# 60,000 images: 5 to 8 s per probe on 2 busy cores, a regularized cross-entropy
+# 0.07 % above its minimum (seed 0; the minimum found by Newton's method), and a
+# test accuracy of 0.8636 to 0.8647 over 3 seeds, against 0.8649 at the minimum.
+EPOCHS = 30
+BATCH_SIZE = 1000
+LR = 0.1
 WEIGHT_DECAY = 1e-4   # L2 penalty weight_decay / 2 * ||theta||^2 on W and b, via Adam
 DTYPE = np.dtype(np.float64)   # the probe's one dtype: codes are cast to it explicitly
 
@@ -99,29 +101,32 @@ def fit_probe(train_codes, train_labels, *, rng, epochs=EPOCHS, batch_size=BATCH
     only centred): PCA and VAE codes differ in scale by orders of
     magnitude.  Then `epochs` passes of Adam (`lr`, L2 `weight_decay`) over
     minibatches of `batch_size` (at most n) in a fresh order from `rng`
-    minimize the mean cross-entropy.
+    minimize the mean cross-entropy; the step size falls linearly from
+    `lr` to lr / epochs, one value per epoch.
     """
     train_codes, train_labels, classes = _checked(train_codes, train_labels, classes, "fit_probe")
     if epochs < 1:
         raise ValueError(f"fit_probe: epochs must be at least 1, got {epochs}")
-    probe = SoftmaxRegression(train_codes.shape[1], classes)
-    probe.mean = train_codes.mean(axis=0)
+    fitted = SoftmaxRegression(train_codes.shape[1], classes)
+    fitted.mean = train_codes.mean(axis=0)
     std = train_codes.std(axis=0)
-    probe.std = np.where(std > 0, std, 1.0)
-    optimizer = Adam(probe.params, lr=lr, weight_decay=weight_decay)
-    for _ in range(epochs):
+    fitted.std = np.where(std > 0, std, 1.0)
+    optimizer = Adam(fitted.params, lr=lr, weight_decay=weight_decay)
+    for epoch in range(epochs):
+        optimizer.lr = lr * (epochs - epoch) / epochs   # annealed: the minibatch noise dies out
         order = rng.permutation(len(train_codes))
         for idx in minibatch_indices(order, min(batch_size, len(order))):
             optimizer.zero_grad()
-            cross_entropy(probe.log_probs(train_codes[idx]), train_labels[idx]).backward()
+            cross_entropy(fitted.log_probs(train_codes[idx]), train_labels[idx]).backward()
             optimizer.step()
-    return probe
+    return fitted
 
 
-def accuracy(probe, z, labels):
-    """The fraction of codes z (n, J) whose predicted class is their label (n,)."""
-    z, labels, _ = _checked(z, labels, probe.W.shape[1], "accuracy")
-    return float(np.mean(probe.predict(z) == labels))
+def accuracy(fitted, z, labels):
+    """The fraction of codes z (n, J) that the fitted SoftmaxRegression assigns
+    to their label (n,), a float in [0, 1]."""
+    z, labels, _ = _checked(z, labels, fitted.W.shape[1], "accuracy")
+    return float(np.mean(fitted.predict(z) == labels))
 
 
 def probe(model, dataset, rng, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR,
