@@ -56,6 +56,79 @@ def check_estimators(stdout, out):
     assert re.search(r"Decoder \(theta\) gradients .* largest difference", stdout), stdout
 
 
+def check_png(out, name, stdout):
+    path = out / name
+    assert path.is_file(), f"{name} was not written; output was:\n{stdout}"
+    assert path.read_bytes()[:8] == PNG_MAGIC, f"{name} is not a PNG file"
+
+
+def check_autoencoder(stdout, out):
+    errors = [float(v) for v in re.findall(
+        rf"^epoch 1  test reconstruction error ({NUMBER}) nats \(cross-entropy\) per image",
+        stdout, re.M)]
+    assert len(errors) == 1, stdout
+    # predicting 1/2 for every pixel costs 784 log 2 = 543.4 nats
+    assert 0 < errors[0] < 543.4, f"a test error of {errors[0]} nats is implausible"
+    check_png(out, "reconstructions.png", stdout)
+
+
+def check_sparse_autoencoder(stdout, out):
+    runs = re.findall(rf"^lambda (\S+):  test reconstruction error ({NUMBER}) nats .*"
+                      rf"mean \|z_k\| ({NUMBER}), mean \|\|w_k\|\| ({NUMBER})\n"
+                      rf"  near zero:  \|z_k\| < 0.05: ({NUMBER})%   "
+                      rf"\|z_k\| \|\|w_k\|\| < 0.1: ({NUMBER})%$", stdout, re.M)
+    assert [lam for lam, *_ in runs] == ["0", "1"], stdout
+    plain, sparse = [[float(v) for v in numbers] for _, *numbers in runs]
+    for error, mean_z, mean_w, share, share_effect in (plain, sparse):
+        assert error > 0 and mean_z > 0 and mean_w > 0
+        assert 0 <= share <= 100 and 0 <= share_effect <= 100
+    assert sparse[1] < plain[1], "the L1 penalty of eq. 19.4 did not shrink the codes"
+    check_png(out, "codes.png", stdout)
+
+
+def check_denoising_autoencoder(stdout, out):
+    epoch = re.search(rf"^epoch 1  test error of y\(x~\) against x ({NUMBER}) nats per image "
+                      rf"\(from clean x: ({NUMBER})\)$", stdout, re.M)
+    assert epoch and all(float(v) > 0 for v in epoch.groups()), stdout
+    pixels = re.search(rf"^pixels that differ from the clean image: x~ ({NUMBER})%, "
+                       rf"y\(x~\) > 1/2 ({NUMBER})% \(masking noise nu = 0.5\)$", stdout, re.M)
+    assert pixels, stdout
+    corrupted, reconstructed = map(float, pixels.groups())
+    # masking noise only turns pixels off: about half of the ~13 % that are on
+    assert 2 < corrupted < 13 and 0 <= reconstructed <= 100, stdout
+    check_png(out, "denoising.png", stdout)
+
+
+def check_masked_autoencoder(stdout, out):
+    epoch = re.search(rf"^epoch 1  test squared error on the masked pixels ({NUMBER}) per "
+                      rf"image \(mean training image: ({NUMBER})\)$", stdout, re.M)
+    assert epoch and all(float(v) > 0 for v in epoch.groups()), stdout
+    check_png(out, "masked.png", stdout)
+
+
+def check_pca_vs_linear_ae(stdout, out):
+    epoch = re.search(rf"^epoch 1  test error: linear AE ({NUMBER}), PCA ({NUMBER}) \(sum of "
+                      rf"squares per image\);  principal angles: median ({NUMBER}), largest "
+                      rf"({NUMBER}) degrees$", stdout, re.M)
+    assert epoch, stdout
+    ae_error, pca_error, median, largest = map(float, epoch.groups())
+    assert ae_error > 0 and pca_error > 0
+    assert 0 <= median <= largest <= 90, f"principal angles lie in [0, 90] degrees:\n{stdout}"
+    for name in ("components.png", "error_curve.png"):
+        check_png(out, name, stdout)
+
+
+def check_denoising_score(stdout, out):
+    lines = re.findall(rf"^(before|after) training:  mean cosine similarity with grad log "
+                       rf"p_sigma ({NUMBER}), median relative error ({NUMBER}), on the (\d+) "
+                       rf"grid points where p_sigma > 1% of its maximum", stdout, re.M)
+    assert [line[0] for line in lines] == ["before", "after"], stdout
+    (before, _, points), (after, relative, _) = [map(float, line[1:]) for line in lines]
+    assert -1 <= before <= 1 and -1 <= after <= 1 and relative > 0 and points > 0
+    assert after > before, "training did not turn the field towards the score"
+    check_png(out, "score_field.png", stdout)
+
+
 # name -> (tiny flags, check(stdout, out_dir)); "{out}" is replaced by a temporary directory
 EXAMPLES = {
     "train_mnist": (["--epochs", "1", "--train-images", "500"], check_train_mnist),
@@ -64,6 +137,18 @@ EXAMPLES = {
     "gradient_check": (["--rows", "2"], check_gradient_check),
     "estimators": (["--epochs", "1", "--train-images", "500", "--draws", "20",
                     "--batch-size", "20"], check_estimators),
+    "autoencoder": (["--epochs", "1", "--train-images", "500", "--out", "{out}"],
+                    check_autoencoder),
+    "sparse_autoencoder": (["--epochs", "1", "--train-images", "500", "--out", "{out}"],
+                           check_sparse_autoencoder),
+    "denoising_autoencoder": (["--epochs", "1", "--train-images", "500", "--out", "{out}"],
+                              check_denoising_autoencoder),
+    "masked_autoencoder": (["--epochs", "1", "--train-images", "500", "--out", "{out}"],
+                           check_masked_autoencoder),
+    "pca_vs_linear_ae": (["--epochs", "1", "--train-images", "500", "--out", "{out}"],
+                         check_pca_vs_linear_ae),
+    "denoising_score": (["--epochs", "2", "--points", "2000", "--out", "{out}"],
+                        check_denoising_score),
 }
 
 
