@@ -143,12 +143,11 @@ def _train(args):
     given = {name: getattr(args, name) for name in cfg.FLAGS if hasattr(args, name)}
     if args.config:
         given = {**cfg.load_preset(args.config), **given}
-    if not args.resume:
-        cfg.check_applies(given)
     if args.resume:
         config = RunDir.of(args.resume).load().config.resumed_with(given)
         out = Path(args.out) if args.out else RunDir.of(args.resume).path
     else:
+        cfg.check_applies(given)
         config = cfg.Config.from_flags(**given)
         out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"minivae: {'resuming' if args.resume else 'training'} {_describe(config)}, "
@@ -157,7 +156,7 @@ def _train(args):
     if not args.no_figures:
         from minivae.models import MODELS
         from minivae.plots import epoch_figures as on_epoch
-        if config.model.model != "vae" and not MODELS[config.model.model].has_prior:
+        if not MODELS[config.model.model].has_prior:
             print(f"note: no samples.png, a {config.model.model} has no prior to sample from")
     max_seconds = args.max_minutes * 60 if args.max_minutes else None
     result = train(config, out, resume=args.resume, progress=not args.no_progress,
