@@ -153,7 +153,8 @@ class OptimizerConfig(Section):
     def build(self, params, n):
         """The optimizer over `params`; the prior's weight decay is shared by n datapoints."""
         cls = OPTIMIZERS[self.optimizer]
-        return cls(params, lr=self.lr, clip_norm=self.clip_norm, weight_decay=self.weight_decay / n,
+        return cls(params, lr=self.lr, clip_norm=self.clip_norm,
+                   weight_decay=self.weight_decay / n,
                    **{h: getattr(self, h) for h in cls.hyperparameters})
 
 
