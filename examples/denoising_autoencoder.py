@@ -18,9 +18,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from minivae import plots
 from minivae.algorithms import GradientAscent
 from minivae.autograd import no_grad
 from minivae.corruptions import MaskingNoise
@@ -29,7 +28,6 @@ from minivae.evaluate import mean_objective, reconstruction_error
 from minivae.models.autoencoder import Autoencoder
 from minivae.objectives import Reconstruction
 from minivae.optim import Adam
-from minivae.plots import image_grid
 
 
 def main():
@@ -67,18 +65,11 @@ def main():
           f"y(x~) > 1/2 {np.mean((y > 0.5) != x_test):.2%} "
           f"(masking noise nu = {args.drop_prob:g})")
 
-    rows = [image_grid(images[:10].reshape(-1, 28, 28), cols=10)
-            for images in (x_test, x_corrupted, y)]
-    fig = Figure(figsize=(10, 3.2), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.imshow(np.vstack(rows), cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([14, 42, 70], ["clean $x$", "corrupted $\\tilde{x}$", "$y(\\tilde{x})$"])
-    ax.set_title(f"Denoising: masking noise, each pixel dropped with probability "
-                 f"{args.drop_prob:g}")
     args.out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out / "denoising.png")
+    plots.image_rows([x_test, x_corrupted, y],
+                     ["clean $x$", "corrupted $\\tilde{x}$", "$y(\\tilde{x})$"],
+                     args.out / "denoising.png", f"Denoising: masking noise, each pixel "
+                                                 f"dropped with probability {args.drop_prob:g}")
     print(f"wrote {args.out / 'denoising.png'}")
 
 

@@ -17,9 +17,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from minivae import plots
 from minivae.algorithms import GradientAscent
 from minivae.autograd import no_grad
 from minivae.corruptions import patch_mask
@@ -27,7 +26,6 @@ from minivae.data import intensities, load_mnist, minibatch_indices
 from minivae.models.autoencoder import MaskedAutoencoder
 from minivae.objectives import MaskedReconstruction
 from minivae.optim import Adam
-from minivae.plots import image_grid
 
 PATCH, RATIO = 4, 0.75
 
@@ -65,20 +63,12 @@ def main():
               f"{masked_error(y, x_test, mask_test):.2f} per image "
               f"(mean training image: {masked_error(mean_image, x_test, mask_test):.2f})")
 
-    shown = slice(0, 10)
     masked_input = np.where(mask_test == 1, 0.5, x_test)    # masked patches in gray
-    rows = [image_grid(images[shown].reshape(-1, *shape), cols=10)
-            for images in (x_test, masked_input, np.clip(y, 0, 1))]
-    fig = Figure(figsize=(10, 3.2), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.imshow(np.vstack(rows), cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([14, 42, 70], ["original", "masked input", "reconstruction"])
-    ax.set_title(f"Masked autoencoder: {RATIO:.0%} of the {PATCH}x{PATCH} patches masked "
-                 f"(gray); the loss is on those only")
     args.out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out / "masked.png")
+    plots.image_rows([x_test, masked_input, y], ["original", "masked input", "reconstruction"],
+                     args.out / "masked.png", f"Masked autoencoder: {RATIO:.0%} of the "
+                     f"{PATCH}x{PATCH} patches masked (gray); the loss is on those only",
+                     image_shape=shape)
     print(f"wrote {args.out / 'masked.png'}")
 
 

@@ -20,6 +20,7 @@ from minivae.checkpoint import save_npz_atomically
 
 DPI = 100
 SIZES = {"manifold": (800, 800), "latent_scatter": (800, 700), "reconstructions": (1000, 300),
+         "image_rows": (1000, 320),
          "samples": (700, 700), "learning_curves": (800, 500), "latent_animation": (600, 600)}
 GRIDS = ("normal", "uniform")
 
@@ -142,6 +143,23 @@ def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28)):
     which = "sampled z ~ q(z|x)" if rng is not None else (
         "z = $\\mu$ (encoder mean)" if model.has_prior else "z = f(x), the code")
     ax.set_title(f"Inputs and reconstructions E[x|z], {which}")
+    return _save(fig, path)
+
+
+def image_rows(rows, names, path, title, n=10, image_shape=(28, 28)):
+    """Rows of images, one per entry of `rows` (each (B, D) in [0, 1]), the first n
+    of each side by side, named at the left by `names`: e.g. clean, corrupted and
+    reconstructed digits, or an image, its masked input and the reconstruction."""
+    if len(rows) != len(names):
+        raise ValueError(f"image_rows: {len(rows)} rows but {len(names)} names")
+    h = image_shape[0]
+    grids = [image_grid(np.clip(np.asarray(r)[:n], 0, 1).reshape(-1, *image_shape), cols=n)
+             for r in rows]
+    fig, ax = _figure("image_rows")
+    ax.imshow(np.vstack(grids), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks(np.arange(len(rows)) * h + h / 2, names)
+    ax.set_title(title)
     return _save(fig, path)
 
 

@@ -249,3 +249,16 @@ def test_figures_leave_no_pyplot_figure_open(model, tmp_path):
     before = plt.get_fignums()
     plots.samples(model, tmp_path / "samples.png", np.random.default_rng(0), n=4)
     assert plt.get_fignums() == before
+
+
+def test_image_rows_draws_one_named_row_per_set_of_images(mnist_test, tmp_path):
+    x, _ = mnist_test
+    images = x[:10]                       # intensities in [0, 1]
+    fig = plots.image_rows([images, 1 - images], ["digits", "inverted"],
+                           tmp_path / "rows.png", "two rows")
+    assert_written_picture(fig, tmp_path / "rows.png", "image_rows")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["digits", "inverted"]
+    assert ax.images[0].get_array().shape == (2 * 28, 10 * 28)
+    with pytest.raises(ValueError, match="2 rows but 1 names"):
+        plots.image_rows([images, images], ["one"], tmp_path / "bad.png", "bad")
