@@ -7,14 +7,32 @@ which pixels it models:
 (intensities in [0, 1], for the Gaussian MLP of Appendix C.2).  The data
 side reads `pixels` to choose binarization or intensities, so nothing else
 in minivae asks which decoder a model has.
+
+A likelihood may also have parameters of its own beside the decoder
+network's (`parameters`): the Gaussian's log-variance shared by every
+image.  The model keeps them with its other weights and passes them to
+the likelihood after the decoder's heads, so the likelihood holds no
+state and `outputs` is always "heads, then shared parameters".
 """
+import math
+
 import numpy as np
 
 from minivae.distributions import bernoulli_log_prob, gaussian_log_prob
-from minivae.ops import sigmoid
+from minivae.ops import add, sigmoid, softplus
+
+VARIANCES = ("output", "pixel", "scalar")
 
 
-class Bernoulli:
+class Likelihood:
+    """What every p(x|z) shares: by default no parameters beside the decoder's."""
+
+    def parameters(self, x_dim, dtype):
+        """p(x|z)'s own parameters, name -> initial array: none."""
+        return {}
+
+
+class Bernoulli(Likelihood):
     """p(x|z) = prod_d y_d^x_d (1 - y_d)^(1 - x_d), y = sigmoid(logits)  (Appendix C.1)."""
     name = "bernoulli"
     heads = ("logits",)
@@ -41,16 +59,59 @@ class Bernoulli:
         return -self.log_prob(x, outputs).data
 
 
-class Gaussian:
-    """p(x|z) = N(x; mu, diag(exp(logvar))), both from the decoder  (Appendix C.2)."""
+class Gaussian(Likelihood):
+    """p(x|z) = N(x; mu, diag(exp(logvar))), mu from the decoder  (Appendix C.2).
+
+    Where the log-variance comes from, `variance`:
+      'output'  a decoder head, one logvar per pixel and per image (the paper's);
+      'pixel'   one learned logvar per pixel, shared by every image, shape (D,);
+      'scalar'  one learned logvar for every pixel of every image, shape (1,).
+    The shared ones are parameters named 'logvar' (`parameters`), starting at 0
+    (variance 1) and passed to `log_prob` after mu: outputs = (mu, logvar).
+
+    `logvar_floor` (None: no floor) bounds the log-variance from below as
+        logvar = floor + softplus(raw - floor),
+    smoothly: raw >> floor is left nearly unchanged, raw -> -inf tends to the
+    floor and never crosses it, and the gradient sigmoid(raw - floor) never
+    vanishes, so a logvar pushed under the floor can still come back (a hard
+    max(raw, floor) would leave it there with zero gradient).
+    """
     name = "gaussian"
-    heads = ("mu", "logvar")
     pixels = "continuous"
     error_unit = "(sum of squares)"
 
+    def __init__(self, variance="output", logvar_floor=None, where="gaussian decoder"):
+        if variance not in VARIANCES:
+            raise ValueError(f"{where}: unknown variance {variance!r}; expected one of "
+                             f"{VARIANCES}")
+        if logvar_floor is not None and (isinstance(logvar_floor, bool) or not (
+                isinstance(logvar_floor, (int, float)) and math.isfinite(logvar_floor))):
+            raise ValueError(f"{where}: logvar_floor must be a finite number or None, "
+                             f"got {logvar_floor!r}")
+        self.variance, self.logvar_floor = variance, logvar_floor
+        self.heads = ("mu", "logvar") if variance == "output" else ("mu",)
+
+    def parameters(self, x_dim, dtype):
+        """The shared log-variance, {'logvar': zeros (D,) or (1,)}, or {} for 'output'."""
+        if self.variance == "output":
+            return {}
+        return {"logvar": np.zeros((x_dim,) if self.variance == "pixel" else (1,), dtype)}
+
+    def logvar(self, outputs):
+        """The log-variance p(x|z) uses: (B, D) from a head, or the shared (D,) or
+        (1,), with the floor applied (see the class docstring)."""
+        logvar = outputs[1]
+        if self.logvar_floor is None:
+            return logvar
+        return self.logvar_floor + softplus(logvar - self.logvar_floor)
+
     def log_prob(self, x, outputs):
         """log p(x|z) per row: x (B, D), outputs (mu, logvar) -> (B,)."""
-        mu, logvar = outputs
+        mu, logvar = outputs[0], self.logvar(outputs)
+        if logvar.shape != mu.shape:
+            # a shared logvar, the same for every row: broadcast it to (B, D); add's
+            # derivative sums the rows' gradients back into the one parameter
+            logvar = add(np.zeros(mu.shape, mu.dtype), logvar)
         return gaussian_log_prob(x, mu, logvar)
 
     def mean(self, outputs):
@@ -59,7 +120,7 @@ class Gaussian:
 
     def sample(self, outputs, rng):
         """x = mu + exp(logvar / 2) eps with eps ~ N(0, I): an array (B, D)."""
-        mu, logvar = (t.data for t in outputs)
+        mu, logvar = outputs[0].data, self.logvar(outputs).data
         eps = rng.standard_normal(mu.shape, dtype=mu.dtype)
         return mu + np.exp(logvar / 2) * eps
 
@@ -68,7 +129,7 @@ class Gaussian:
         return _sum_of_squares(x, outputs[0].data)
 
 
-class SumOfSquares:
+class SumOfSquares(Likelihood):
     """p(x|z) = N(x; y, I), y from the decoder: the log-density is the
     sum-of-squares error of Bishop's eq. 19.1, -1/2 ||x - y||^2, less a
     constant (D/2) log 2 pi; the deterministic autoencoders' choice for
@@ -102,12 +163,21 @@ def _sum_of_squares(x, y):
     return np.sum(np.square(np.asarray(x, dtype=y.dtype) - y), axis=1, dtype=np.float64)
 
 
+# each family in its default configuration (the Gaussian's logvar from a decoder head)
 LIKELIHOODS = {"bernoulli": Bernoulli(), "gaussian": Gaussian(), "squared": SumOfSquares()}
 
 
-def likelihood(name, where):
-    """LIKELIHOODS[name], or a ValueError naming `where` and the choices."""
+def likelihood(name, where, variance="output", logvar_floor=None):
+    """The likelihood `name`, with the Gaussian's `variance` and `logvar_floor`
+    (see `Gaussian`); a ValueError naming `where` for an unknown name, or for
+    those options given to a decoder other than the Gaussian."""
     if name not in LIKELIHOODS:
         raise ValueError(f"{where}: unknown decoder {name!r}; expected one of "
                          f"{tuple(LIKELIHOODS)}")
+    if name == "gaussian":
+        return Gaussian(variance, logvar_floor, where)
+    if variance != "output" or logvar_floor is not None:
+        raise ValueError(f"{where}: variance={variance!r} and logvar_floor={logvar_floor!r} "
+                         f"apply only to the gaussian decoder, not {name!r}; use variance="
+                         f"'output' and no floor")
     return LIKELIHOODS[name]

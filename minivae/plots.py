@@ -16,12 +16,12 @@ from matplotlib.figure import Figure
 
 from minivae import data
 from minivae.autograd import no_grad
-from minivae.checkpoint import save_npz_atomically
 
 DPI = 100
 SIZES = {"manifold": (800, 800), "latent_scatter": (800, 700), "reconstructions": (1000, 300),
          "image_rows": (1000, 320),
-         "samples": (700, 700), "learning_curves": (800, 500), "latent_animation": (600, 600)}
+         "samples": (700, 700), "learning_curves": (800, 500), "latent_animation": (600, 600),
+         "latent_activity": (800, 600), "class_grid": (740, 720)}
 GRIDS = ("normal", "uniform")
 
 
@@ -61,11 +61,11 @@ def manifold_grid(n, grid="normal"):
     return np.linspace(-3.0, 3.0, n)
 
 
-def codes(model, x):
+def codes(model, x, labels=None):
     """model.code(x) for x (B, D) -> (B, J) array, the encoder mean mu for a VAE;
-    uint8 x is read as pixel / 255."""
+    uint8 x is read as pixel / 255; a conditional model also reads `labels` (B,)."""
     with no_grad():
-        return model.code(_as_x(model, x)).data
+        return model.code(_as_x(model, x, labels)).data
 
 
 def manifold(model, path, n=20, grid="normal", image_shape=(28, 28)):
@@ -103,7 +103,7 @@ def latent_scatter(model, x, labels, path, title=None):
     labels = np.asarray(labels)
     if len(labels) != len(x):
         raise ValueError(f"latent_scatter: {len(x)} images but {len(labels)} labels")
-    mu = codes(model, x)
+    mu = codes(model, x, labels)
     points, projection = _to_2d(mu, mu)
     fig, ax = _figure("latent_scatter")
     _scatter(ax, points, labels, projection)
@@ -111,14 +111,16 @@ def latent_scatter(model, x, labels, path, title=None):
     return _save(fig, path)
 
 
-def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28)):
+def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28), labels=None):
     """The first n images of x (B, D) above their reconstructions E[x|z].
 
     z = mu, the encoder mean, by default (a clean picture of what the code
     keeps); with a random generator `rng`, z = mu + sigma * eps is sampled
     (eq. 10) as in training.  Rows of 10 pairs: input row, reconstruction row.
+    A conditional model reads the images' `labels` (B,) too: E[x|z, y].
     """
-    x = _as_x(model, x)[:n]
+    labels = None if labels is None else np.asarray(labels)[:n]
+    x = _as_x(model, np.asarray(x)[:n], labels)
     n = len(x)
     if rng is not None and not model.has_prior:
         raise ValueError("reconstructions: a sampled z needs a model with a posterior")
@@ -128,8 +130,8 @@ def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28)):
             _, logvar = model.posterior(x)
             eps = rng.standard_normal(z.shape, dtype=model.dtype)
             z = z + np.exp(0.5 * logvar.data) * eps
-    inputs = x.reshape(n, *image_shape)
-    outputs = _decode(model, z, image_shape)
+    inputs = x[:, :model.x_dim].reshape(n, *image_shape)
+    outputs = _decode(model, z, image_shape, labels)
     cols = min(n, 10)
     rows = []
     for start in range(0, n, cols):
@@ -146,16 +148,17 @@ def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28)):
     return _save(fig, path)
 
 
-def image_rows(rows, names, path, title, n=10, image_shape=(28, 28)):
+def image_rows(rows, names, path, title, n=10, image_shape=(28, 28), size="image_rows"):
     """Rows of images, one per entry of `rows` (each (B, D) in [0, 1]), the first n
     of each side by side, named at the left by `names`: e.g. clean, corrupted and
-    reconstructed digits, or an image, its masked input and the reconstruction."""
+    reconstructed digits, or an image, its masked input and the reconstruction.
+    `size` names the figure's entry in SIZES."""
     if len(rows) != len(names):
         raise ValueError(f"image_rows: {len(rows)} rows but {len(names)} names")
     h = image_shape[0]
     grids = [image_grid(np.clip(np.asarray(r)[:n], 0, 1).reshape(-1, *image_shape), cols=n)
              for r in rows]
-    fig, ax = _figure("image_rows")
+    fig, ax = _figure(size)
     ax.imshow(np.vstack(grids), cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks(np.arange(len(rows)) * h + h / 2, names)
@@ -163,17 +166,40 @@ def image_rows(rows, names, path, title, n=10, image_shape=(28, 28)):
     return _save(fig, path)
 
 
-def samples(model, path, rng, n=64, image_shape=(28, 28)):
+def samples(model, path, rng, n=64, image_shape=(28, 28), digit=None):
     """Samples from the generative model (Figure 5): E[x|z] for n draws
-    z ~ N(0, I) from `rng`, tiled in a square grid."""
+    z ~ N(0, I) from `rng`, tiled in a square grid; a conditional model's are
+    of class y = `digit`, or of the classes 0..C-1 in turn, one per column."""
     if not model.has_prior:
         raise ValueError("samples: this model has no prior p(z) to draw z from")
+    if digit is not None and not model.classes:
+        raise ValueError("samples: this model is not conditional, it draws no given digit")
     z = rng.standard_normal((n, model.latent), dtype=model.dtype)
+    labels, cols, given = None, None, ""
+    if model.classes:   # a column per class, or the one digit asked for
+        labels, cols, given = (np.arange(n) % model.classes, model.classes, ", y by column") \
+            if digit is None else (np.full(n, digit), None, f", y = {digit}")
+    images = _decode(model, z, image_shape, labels)
     fig, ax = _figure("samples")
-    ax.imshow(image_grid(_decode(model, z, image_shape)), cmap="gray", vmin=0, vmax=1)
+    ax.imshow(image_grid(images, cols), cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
-    ax.set_title(f"E[x|z] for {n} samples z ~ N(0, I), latent={model.latent}")
+    ax.set_title(f"E[x|z{', y' if model.classes else ''}] for {n} samples z ~ N(0, I){given}, "
+                 f"latent={model.latent}")
     return _save(fig, path)
+
+
+def class_grid(model, path, rng, n=10, image_shape=(28, 28)):
+    """A conditional model's E[x|z, y] with one row per class y = 0..C-1 and one
+    column per draw z ~ N(0, I) from `rng`, the same z down each column: the
+    style held fixed, the class varied (Bishop 19.2)."""
+    if not model.classes:
+        raise ValueError("class_grid: this model is not conditional (classes = 0)")
+    z = rng.standard_normal((n, model.latent), dtype=model.dtype)
+    rows = [_decode(model, z, image_shape, np.full(n, y)).reshape(n, -1)
+            for y in range(model.classes)]
+    return image_rows(rows, [f"y = {y}" for y in range(model.classes)], path,
+                      "E[x|z, y]: one row per class y, the same z ~ N(0, I) in each column",
+                      n, image_shape, size="class_grid")
 
 
 def learning_curves(runs, path, key="elbo"):
@@ -241,24 +267,59 @@ def latent_animation(snapshots, labels, path, fps=2):
     return fig
 
 
-def _as_x(model, x):
-    """x (B, D) in the model's dtype; uint8 pixels are read as pixel / 255."""
+def latent_activity(activity, path):
+    """Latent usage, one bar per dimension sorted by activity (`activity.LatentActivity`):
+    above, A_u = Var_x[mu_u] on a log axis with the active-unit threshold
+    (Burda et al. 2016, 5.2); below, the mean KL(q(z_u|x) || p(z_u)) in nats."""
+    a, order = activity, np.argsort(-activity.activity, kind="stable")
+    colours, ranks = np.where(a.activity[order] > a.threshold, "C0", "0.6"), np.arange(a.latent)
+    floor = a.threshold / 1000   # a collapsed A_u can be 0: draw it at the axis floor
+    fig, _ = _figure("latent_activity")
+    fig.clear()   # two panels that share the dimensions' order
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.bar(ranks, np.maximum(a.activity[order], floor), color=colours)
+    top.axhline(a.threshold, color="k", ls="--", lw=1, label=f"threshold {a.threshold:g}")
+    top.set(yscale="log", ylim=(floor, 30 * max(a.activity.max(), a.threshold)),  # legend room
+            ylabel="$A_u = \\mathrm{Var}_x[\\mu_u]$", title=f"Latent usage over {a.images} "
+            f"images: {a.count} of {a.latent} dimensions active (grey: inactive)")
+    top.legend(loc="upper right")
+    bottom.bar(ranks, a.kl[order], color=colours)
+    bottom.set(ylabel="mean KL$(q(z_u|x)\\,\\|\\,p(z_u))$ (nats)",
+               xlabel="latent dimension u, sorted by $A_u$")
+    bottom.set_xticks(ranks, order, fontsize=8, rotation=90 if a.latent > 24 else 0)
+    return _save(fig, path)
+
+
+def _as_x(model, x, labels=None):
+    """x (B, D) in the model's dtype; uint8 pixels are read as pixel / 255.  A
+    conditional model's rows end with the one-hot `labels` (B,): (B, D + C)."""
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != model.x_dim:
         raise ValueError(f"expected images of shape (B, {model.x_dim}), got {x.shape}")
-    if x.dtype == np.uint8:
-        return data.intensities(x, model.dtype)
-    return x.astype(model.dtype, copy=False)
+    x = data.intensities(x, model.dtype) if x.dtype == np.uint8 else \
+        x.astype(model.dtype, copy=False)
+    return np.hstack([x, _one_hot(model, labels, len(x))]) if model.classes else x
 
 
-def _decode(model, z, image_shape):
-    """E[x|z] for z (B, J) as images (B, h, w), clipped to [0, 1] for display."""
+def _decode(model, z, image_shape, labels=None):
+    """E[x|z] for z (B, J) as images (B, h, w), clipped to [0, 1] for display;
+    a conditional model's decoder reads [z, y], y the one-hot `labels` (B,)."""
     if int(np.prod(image_shape)) != model.x_dim:
         raise ValueError(f"image_shape {tuple(image_shape)} does not hold the model's "
                          f"{model.x_dim} pixels")
+    z = np.asarray(z, model.dtype)
+    z = np.hstack([z, _one_hot(model, labels, len(z))]) if model.classes else z
     with no_grad():
-        mean = model.decode_mean(np.asarray(z, model.dtype)).data
+        mean = model.decode_mean(z).data
     return np.clip(mean, 0, 1).reshape(len(z), *image_shape)
+
+
+def _one_hot(model, labels, n):
+    """The n labels as one-hot rows y (n, C) in the model's dtype."""
+    if labels is None or len(labels) != n:
+        raise ValueError(f"a conditional model reads each image with its class: expected "
+                         f"{n} labels, got {'none' if labels is None else len(labels)}")
+    return data.one_hot(np.asarray(labels), model.classes).astype(model.dtype)
 
 
 def _to_2d(mu, fit_on):
@@ -299,45 +360,3 @@ def _figure(name, layout="constrained"):
 def _save(fig, path):
     fig.savefig(path, dpi=DPI)
     return fig
-
-
-SNAPSHOT_IMAGES = 1000  # test images whose latent means the GIF follows
-
-
-def epoch_figures(run, epoch):
-    """What training draws after each epoch, into the run directory: the
-    reconstructions of the first test images, samples from the prior (the
-    same z every epoch; only for models with a prior), and the latent GIF so far.
-
-    `run` is a `train.Run`: its model, dir (a RunDir), inputs.test,
-    dataset and config are read.  The GIF's per-epoch encoder means are kept
-    in the run's snapshot file; snapshots of epochs >= `epoch` (left by an
-    interrupted run that is resumed) are replaced.
-    """
-    model, files, shape = run.model, run.dir, run.dataset.image_shape
-    test, labels = run.inputs.test[:SNAPSHOT_IMAGES], run.dataset.test_labels[:SNAPSHOT_IMAGES]
-    snapshots = [s for s in _read_snapshots(files.snapshots, (len(test), model.latent))
-                 if s[0] < epoch] + [(epoch, codes(model, test))]
-    save_npz_atomically(files.snapshots, {"epochs": np.array([e for e, _ in snapshots]),
-                                          "mu": np.stack([mu for _, mu in snapshots])})
-    reconstructions(model, test[:10], files.figure("recon"), image_shape=shape)
-    if model.has_prior:      # a model without one has nothing to sample from
-        samples(model, files.figure("samples"), np.random.default_rng([run.config.run.seed, 1]),
-                image_shape=shape)
-    if model.latent >= 2 and len(snapshots) > 1:
-        latent_animation(snapshots, labels, files.figure("latent"))
-
-
-def _read_snapshots(path, shape):
-    """[(epoch, mu (n, J))] from a snapshot file; none if it is missing or
-    holds means of another shape (the figures are redrawn from here on)."""
-    if not path.is_file():
-        return []
-    try:
-        with np.load(path) as f:
-            epochs, mu = f["epochs"], f["mu"]
-    except (OSError, ValueError, KeyError, EOFError):
-        return []
-    if mu.ndim != 3 or mu.shape[1:] != shape or len(epochs) != len(mu):
-        return []
-    return [(int(e), m) for e, m in zip(epochs, mu)]

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from minivae.autograd import Tensor, no_grad
-from minivae.data import intensities, minibatch_indices
+from minivae.data import intensities, minibatch_indices, one_hot
 from minivae.ops import linear, logsumexp
 from minivae.optim import Adam
 
@@ -32,12 +32,13 @@ WEIGHT_DECAY = 1e-4   # L2 penalty weight_decay / 2 * ||theta||^2 on W and b, vi
 DTYPE = np.dtype(np.float64)   # the probe's one dtype: codes are cast to it explicitly
 
 
-def codes(model, images, batch_size=1000):
+def codes(model, images, batch_size=1000, labels=None):
     """The frozen codes model.code(x) of uint8 images (n, D): an (n, J) array.
 
     x is the intensity pixel / 255 in the model's dtype, for every model:
     a model trained on binarized pixels is probed on intensities too, so
-    that all models see the same, deterministic input.  Runs under no_grad,
+    that all models see the same, deterministic input.  A conditional
+    model's x ends with the one-hot `labels` (n,).  Runs under no_grad,
     `batch_size` images at a time.
     """
     images = np.asarray(images)
@@ -45,9 +46,16 @@ def codes(model, images, batch_size=1000):
         raise ValueError(f"codes: expected images (n, {model.x_dim}), got shape {images.shape}")
     if len(images) == 0:
         raise ValueError("codes: no images to encode")
+    if model.classes and (labels is None or len(labels) != len(images)):
+        raise ValueError(f"codes: a conditional model reads each image with its label; "
+                         f"expected {len(images)} labels")
+    y = one_hot(labels, model.classes).astype(model.dtype) if model.classes else None
+
+    def x(s):
+        pixels = intensities(images[s:s + batch_size], model.dtype)
+        return np.hstack([pixels, y[s:s + batch_size]]) if model.classes else pixels
     with no_grad():
-        return np.concatenate([model.code(intensities(images[s:s + batch_size], model.dtype)).data
-                               for s in range(0, len(images), batch_size)])
+        return np.concatenate([model.code(x(s)).data for s in range(0, len(images), batch_size)])
 
 
 class SoftmaxRegression:
@@ -136,12 +144,15 @@ def probe(model, dataset, rng, epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR,
     Fits a SoftmaxRegression on the codes of the training images and scores
     it on both splits.  Returns {"train_accuracy", "test_accuracy"} (in
     [0, 1]), "code_size" (J) and "seconds" (encoding, fitting and scoring).
+    A conditional model encodes each image with its label, so the probe
+    measures how much of the given label its code keeps (its z should
+    hold the style, which the label does not say).
     """
     start = time.perf_counter()
     classes = 1 + int(max(np.max(dataset.train_labels, initial=0),
                           np.max(dataset.test_labels, initial=0)))
-    train_codes = codes(model, dataset.train_images)
-    test_codes = codes(model, dataset.test_images)
+    train_codes = codes(model, dataset.train_images, labels=dataset.train_labels)
+    test_codes = codes(model, dataset.test_images, labels=dataset.test_labels)
     fitted = fit_probe(train_codes, dataset.train_labels, rng=rng, epochs=epochs,
                        batch_size=batch_size, lr=lr, weight_decay=weight_decay, classes=classes)
     return {"train_accuracy": accuracy(fitted, train_codes, dataset.train_labels),

@@ -22,6 +22,15 @@ def build(name, decoder=None, dtype=np.float64, seed=0):
                **{k: v for k, v in fields.items() if k in cls.options})
 
 
+def conditioned(model, x, z):
+    """x and z as the model reads them: a conditional model's rows end with a
+    one-hot label, [pixels, y] and the decoder's input [z, y] (models.base)."""
+    if not model.classes:
+        return x, z
+    y = np.eye(model.classes)[np.arange(len(x)) % model.classes]
+    return np.hstack([x, y]), np.hstack([z, y])
+
+
 # every model with every likelihood it can take
 KINDS = [(name, decoder) for name in sorted(MODELS) for decoder in sorted(LIKELIHOODS)
          if "decoder" in MODELS[name].options] + \
@@ -33,16 +42,17 @@ def test_every_model_keeps_the_contract_with_its_documented_shapes(name, decoder
     model = build(name, decoder)
     assert isinstance(model, Model)
     B, D, J = 4, model.x_dim, model.latent
-    x = np.random.default_rng(1).random((B, D))
     z = np.random.default_rng(2).standard_normal((B, J))
+    x, zy = conditioned(model, np.random.default_rng(1).random((B, D)), z)
     assert list(model.params) == [n for n, _ in model.named_parameters()]
-    assert model.code(x).shape == (B, J) and model.decode_mean(z).shape == (B, D)
+    assert model.code(x).shape == (B, J) and model.decode_mean(zy).shape == (B, D)
+    assert all(head.shape == (B, D) for head in model.reconstruction(x)[:1])
     if model.has_prior:
         assert isinstance(model, LatentVariableModel)
         mu, logvar = model.posterior(x)
         assert mu.shape == logvar.shape == (B, J)
         assert model.log_px_given_z(x, z).shape == model.log_prior(z).shape == (B,)
-        assert model.sample_x(z, np.random.default_rng(3)).shape == (B, D)
+        assert model.sample_x(zy, np.random.default_rng(3)).shape == (B, D)
         assert set(model.recognition) | set(model.generative) == set(model.params)
         assert not set(model.recognition) & set(model.generative)
 
@@ -51,7 +61,8 @@ def test_every_model_keeps_the_contract_with_its_documented_shapes(name, decoder
 def test_the_generative_parameters_alone_decide_p_x_given_z(name):
     """Changing a recognition parameter leaves log p(x|z) alone; a generative one moves it."""
     model = build(name)
-    x, z = np.random.default_rng(1).random((3, 6)).round(), np.ones((3, 2))
+    z = np.ones((3, 2))
+    x, _ = conditioned(model, np.random.default_rng(1).random((3, 6)).round(), z)
     before = model.log_px_given_z(x, z).data
     model.params[model.recognition[0]].data += 1.0
     assert np.array_equal(model.log_px_given_z(x, z).data, before)
@@ -90,9 +101,9 @@ def test_gradient_ascent_raises_the_bound_on_a_minibatch_it_repeats():
     model = MODELS["vae"](x_dim=784, hidden=(32,), latent=4, rng=np.random.default_rng(0))
     learn = GradientAscent(model, ELBO("B"), Adagrad(model.params, lr=0.02))
     x = (images > 127).astype(np.float32)
-    first = learn.step(x, np.random.default_rng(1)).mean()
+    first = learn.step(x, np.random.default_rng(1))["elbo"].mean()
     for _ in range(20):
-        last = learn.step(x, np.random.default_rng(1)).mean()
+        last = learn.step(x, np.random.default_rng(1))["elbo"].mean()
     assert learn.steps == 21 and last > first + 10
 
 

@@ -23,6 +23,7 @@ class Autoencoder:
     """Encoder x -> z (one affine head after the hidden layers) and decoder
     z -> the likelihood's heads; the decoder mirrors the hidden widths."""
     has_prior = False
+    classes = 0               # unconditional: x is the pixels alone
     options = ("latent", "hidden", "decoder", "activation", "init")
     default_decoder = "bernoulli"
     inputs_per_pixel = 1      # what the encoder reads per pixel (the masked one reads 2)
@@ -52,6 +53,10 @@ class Autoencoder:
     def decode(self, z):
         """The decoder's outputs for z (B, M): the likelihood's heads, each (B, D)."""
         return self.decoder(self.params, z)
+
+    def reconstruction(self, x):
+        """The decoder's outputs for x's own code, decode(f(x)): x (B, D) -> heads (B, D)."""
+        return self.decode(self.code(x))
 
     def decode_mean(self, z):
         """The reconstruction y(z), (B, M) -> (B, D): sigmoid(logits) or the mean."""

@@ -4,15 +4,25 @@ A documented protocol and nothing more: a model need not inherit from it,
 only provide these attributes.  Tensors are minivae Tensors; x is (B, D)
 data in the model's dtype, z is (B, J) latent codes.
 
+A conditional model (classes C > 0) models x given a label y: each of its x
+rows is the pixels followed by the one-hot label, [pixels (D), onehot(y) (C)],
+(B, D + C), wherever x is passed below (`data.Inputs` builds such rows), and
+its decoder's input is [z, y], (B, J + C): what its decode, decode_mean and
+sample_x take in place of z.  The pixels of any x are x[:, :x_dim].
+
 Every model:
     dtype                  float32 or float64, of every parameter and result
     x_dim, latent          D and J
+    classes                C, the number of classes of the condition y; 0 when
+                           the model is not conditional
     params                 dict name -> Tensor in a stable order, e.g. 'encoder.mu.W';
                            a checkpoint stores each array under its name
     named_parameters()     list(params.items())
     has_prior              True when z has a prior p(z) that samples can be drawn from
     code(x)                (B, J): what a latent scatter shows, mu of q(z|x) for a VAE
     decode_mean(z)         (B, D): E[x|z], for samples, the manifold and reconstructions
+    reconstruction(x)      the decoder's outputs (the likelihood's heads, each (B, D))
+                           for x's own code: decode(code(x)), or decode([mu, y])
     likelihood             the p(x|z) object (`likelihoods`); its `pixels` says whether
                            the data must be binary or continuous
 
@@ -34,12 +44,14 @@ class Model(Protocol):
     dtype: object
     x_dim: int
     latent: int
+    classes: int
     params: dict
     has_prior: bool
 
     def named_parameters(self): ...
     def code(self, x): ...
     def decode_mean(self, z): ...
+    def reconstruction(self, x): ...
 
 
 @runtime_checkable

@@ -15,6 +15,7 @@ from minivae.likelihoods import LIKELIHOODS
 class PCA:
     """The top-`latent` principal subspace of x (D-dimensional intensities)."""
     has_prior = False
+    classes = 0               # unconditional: x is the pixels alone
     options = ("latent",)
     default_decoder = "squared"
 
@@ -51,6 +52,10 @@ class PCA:
         z = z.data if isinstance(z, Tensor) else np.asarray(z, self.dtype)
         W = self.params["pca.components"].data
         return (Tensor(z @ W.T + self.params["pca.mean"].data),)
+
+    def reconstruction(self, x):
+        """The one head (y,) for x's own projection: decode(code(x)), (B, D)."""
+        return self.decode(self.code(x))
 
     def decode_mean(self, z):
         """y = z W^T + mean, (B, M) -> (B, D)."""

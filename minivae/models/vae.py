@@ -7,7 +7,7 @@ trained on (estimators A and B, eq. 6 and 7) live in `objectives`.
 """
 import numpy as np
 
-from minivae.autograd import checked_dtype
+from minivae.autograd import Tensor, checked_dtype
 from minivae.distributions import gaussian_log_prob
 from minivae.likelihoods import likelihood
 from minivae.nn import MLP
@@ -20,23 +20,32 @@ class VAE:
     mirrors them); `decoder` names the likelihood, 'bernoulli' (the
     default), 'gaussian' or 'squared'.  Parameters start as N(0, 0.01^2) like the paper
     (`init="normal"`) or Glorot uniform with zero biases (`init="xavier"`).
+    A Gaussian decoder's `variance` and `logvar_floor` are `likelihoods.Gaussian`'s;
+    a shared log-variance is the parameter 'decoder.logvar', (D,) or (1,), starting at 0.
     """
     has_prior = True
-    options = ("latent", "hidden", "decoder", "activation", "init")
+    classes = 0    # C, the size of a one-hot condition y appended to x and z (`cvae`)
+    options = ("latent", "hidden", "decoder", "activation", "init", "variance", "logvar_floor")
     default_decoder = "bernoulli"
 
     def __init__(self, x_dim=784, hidden=(500,), latent=20, decoder=None,
-                 activation="tanh", init="normal", dtype=np.float32, rng=None):
-        self.likelihood = likelihood(decoder or self.default_decoder, "VAE")
+                 activation="tanh", init="normal", variance="output", logvar_floor=None,
+                 dtype=np.float32, rng=None):
+        self.likelihood = likelihood(decoder or self.default_decoder, "VAE", variance,
+                                     logvar_floor)
         self.x_dim, self.hidden, self.latent = x_dim, tuple(hidden), latent
         self.dtype = checked_dtype(dtype, "VAE")
         rng = np.random.default_rng() if rng is None else rng
-        self.encoder = MLP("encoder", x_dim, self.hidden, {"mu": latent, "logvar": latent},
-                           activation)
-        self.decoder = MLP("decoder", latent, self.hidden[::-1],
+        self.encoder = MLP("encoder", x_dim + self.classes, self.hidden,
+                           {"mu": latent, "logvar": latent}, activation)
+        self.decoder = MLP("decoder", latent + self.classes, self.hidden[::-1],
                            {head: x_dim for head in self.likelihood.heads}, activation)
         phi = self.encoder.init(init, rng, self.dtype)
         theta = self.decoder.init(init, rng, self.dtype)
+        shared = self.likelihood.parameters(x_dim, self.dtype)   # p(x|z)'s own, beside the MLP's
+        self.shared = tuple(f"decoder.{name}" for name in shared)
+        theta.update({f"decoder.{name}": Tensor(value, requires_grad=True)
+                      for name, value in shared.items()})
         self.params = {**phi, **theta}   # every forward pass reads its weights from here
         self.recognition, self.generative = tuple(phi), tuple(theta)   # the prior has none
 
@@ -53,8 +62,13 @@ class VAE:
         return self.posterior(x)[0]
 
     def decode(self, z):
-        """The decoder's outputs for z (B, J): the likelihood's heads, each (B, D)."""
-        return self.decoder(self.params, z)
+        """The decoder's outputs for z (B, J): the likelihood's heads, each (B, D),
+        then its shared parameters (a shared logvar)."""
+        return self.decoder(self.params, z) + tuple(self.params[name] for name in self.shared)
+
+    def reconstruction(self, x):
+        """The decoder's outputs for x's own code, decode(mu): x (B, D) -> heads (B, D)."""
+        return self.decode(self.code(x))
 
     def decode_mean(self, z):
         """E[x|z], the decoder's mean: sigmoid(logits) or mu, (B, J) -> (B, D)."""
