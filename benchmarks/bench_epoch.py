@@ -182,7 +182,7 @@ class MinivaeTrainer(Trainer):
         return -self.objective(self.model, x, DrawnEps(eps)).mean()
 
     def step(self, x, eps):
-        return -float(np.mean(self.algorithm.step(x, DrawnEps(eps)), dtype=np.float64))
+        return -float(np.mean(self.algorithm.step(x, DrawnEps(eps))["elbo"], dtype=np.float64))
 
     def params(self):
         return {name: t.data for name, t in self.model.named_parameters()}

@@ -10,18 +10,21 @@ The modules, from the bottom up:
     nn             MLPs: hidden layers and one affine head per output
     likelihoods    p(x|z): Bernoulli, Gaussian and sum of squares; the pixels each models
     models         the model contract (models.base) and the registry: the VAE, the
-                   autoencoders of Bishop 19.1 and PCA
+                   conditional VAE, the autoencoders of Bishop 19.1 and PCA
     corruptions    masking and Gaussian noise, and patch masks (Bishop 19.1.4-5)
-    objectives     the SGVB estimators A (eq. 6) and B (eq. 7); the autoencoders' losses
+    objectives     the SGVB estimators A (eq. 6) and B (eq. 7), beta and its warm-up, the
+                   IWAE bound; the autoencoders' losses
     optim          SGD, Adagrad and Adam
     algorithms     one step of learning: GradientAscent (Algorithm 1's update), FitPCA
     evaluate       test objective, reconstruction error, importance-sampled log p(x)
-    data           MNIST IDX files, binarization, the model's x per minibatch
+    activity       active units: which latent dimensions a model uses
+    data           MNIST IDX files, binarization, dequantization, the model's x per minibatch
     config         a run's configuration in sections, and presets
     checkpoint     atomic .npz checkpoints
     runs           the run directory: its files, metrics, loading a trained model
     train          the AEVB loop (Algorithm 1)
     plots          figures of what a model learned
+    epoch_figures  the figures a run draws after every epoch
     probe          a linear probe of a model's code
     cli            the `minivae` command
 

@@ -35,18 +35,28 @@ class GradientAscent:
 
     The loss is minus the objective's mean over the minibatch: the eq. 8
     estimate divided by N, so one step size serves every minibatch size.
+    With a `schedule` (e.g. `objectives.KLWarmUp`), the objective of step t
+    is schedule(t), t counted by the optimizer, so a resumed run continues
+    the schedule where it stopped.
     """
 
-    def __init__(self, model, objective, optimizer):
-        self.model, self.objective, self.optimizer = model, objective, optimizer
+    def __init__(self, model, objective, optimizer, schedule=None):
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self._objective = objective
 
     @property
     def steps(self):
         """Updates made so far (resumed runs included)."""
         return self.optimizer.steps
 
+    @property
+    def objective(self):
+        """The objective the next step ascends."""
+        return self._objective if self.schedule is None else self.schedule(self.steps)
+
     def step(self, x, rng):
-        """One update on the minibatch x (B, D); returns the objective per datapoint (B,).
+        """One update on the minibatch x (B, D); returns what the objective reports
+        per datapoint, {name: (B,) array}, its own value under its `key`.
 
         eps is drawn from `rng` by the objective.  NonFiniteObjective is
         raised, before anything changes, when the objective or a gradient is
@@ -55,7 +65,7 @@ class GradientAscent:
         # Overflow and NaN are looked for below, by name; numpy's own warnings
         # about them would only precede that message with lines of noise.
         with np.errstate(all="ignore"):
-            value = self.objective(self.model, x, rng)    # (B,), e.g. eq. 7 per datapoint
+            value, reports = self.objective.measure(self.model, x, rng)  # e.g. eq. 7, (B,)
             loss = -value.mean()
             if not math.isfinite(loss.item()):
                 raise NonFiniteObjective(f"the objective became {loss.item()}",
@@ -67,7 +77,7 @@ class GradientAscent:
             except NonFiniteGradient as err:
                 raise NonFiniteObjective(f"the gradient of {err.name} became non-finite",
                                          self.steps + 1, self._cause(loss)) from None
-        return value.data
+        return reports
 
     def _cause(self, loss):
         """What went non-finite first: a parameter (then the last update made it so),
@@ -109,14 +119,15 @@ class FitPCA:
         self.count, self.sum, self.scatter = 0, np.zeros(D), np.zeros((D, D))
 
     def step(self, x, rng):
-        """Add x (B, D) to the sums; returns the objective per datapoint (B,) under
-        the subspace fitted so far (none before the first epoch ends)."""
+        """Add x (B, D) to the sums; returns what the objective reports per
+        datapoint, {name: (B,) array}, under the subspace fitted so far (none
+        before the first epoch ends)."""
         x64 = np.asarray(x, np.float64)
         self.count += len(x)
         self.sum += x64.sum(axis=0)
         self.scatter += x64.T @ x64
         self.steps += 1
-        return self.objective(self.model, x, rng).data
+        return self.objective.measure(self.model, x, rng)[1]
 
     def end_epoch(self):
         """Fit the subspace to the epoch's data and start the sums anew."""

@@ -2,10 +2,12 @@
 
     minivae train                      the paper's MNIST model on the embedded data
     minivae train --config PRESET      a named setup (minivae/presets), flags override it
-    minivae evaluate RUN_OR_CKPT       test ELBO and importance-sampled log p(x)
+    minivae evaluate RUN_OR_CKPT       test ELBO, importance-sampled log p(x), active units
     minivae sample RUN_OR_CKPT         a PNG grid of samples from the prior
+    minivae sample RUN --digit 7       a conditional model's samples of one class
     minivae plot RUN_OR_CKPT           figures: manifold, latent scatter, reconstructions,
-                                       samples, learning curves
+                                       samples, learning curves, latent activity,
+                                       a conditional model's class grid
     minivae probe RUN_OR_CKPT          a linear probe of the code: softmax regression
                                        on the frozen codes, test accuracy
 
@@ -22,7 +24,8 @@ import numpy as np
 from minivae import config as cfg
 
 # what `minivae plot --what` can draw, and whether it needs the test data
-PLOTS = {"manifold": False, "scatter": True, "recon": True, "samples": False, "curves": False}
+PLOTS = {"manifold": False, "scatter": True, "recon": True, "samples": False, "curves": False,
+         "activity": True, "classes": False}
 
 
 def _value_type(name, meta):
@@ -116,6 +119,9 @@ def _parser():
     sample.add_argument("--out", default=None,
                         help="PNG path (default: samples_seed<SEED>.png in the run)")
     sample.add_argument("--seed", type=_number("int >= 0"), default=0, help="seed of z ~ N(0, I)")
+    sample.add_argument("--digit", type=_number("int >= 0"), default=None,
+                        help="a conditional model (cvae) draws this class y only; without "
+                             "it, its samples take the classes 0..C-1 in turn, one per column")
 
     plot = commands.add_parser("plot", help="draw figures of a run as PNGs into its directory",
                                formatter_class=defaults)
@@ -155,14 +161,13 @@ def _train(args):
     on_epoch = None
     if not args.no_figures:
         from minivae.models import MODELS
-        from minivae.plots import epoch_figures as on_epoch
+        from minivae.epoch_figures import epoch_figures as on_epoch
         if not MODELS[config.model.model].has_prior:
             print(f"note: no samples.png, a {config.model.model} has no prior to sample from")
     max_seconds = args.max_minutes * 60 if args.max_minutes else None
     result = train(config, out, resume=args.resume, progress=not args.no_progress,
                    on_epoch=on_epoch, max_seconds=max_seconds, k=args.k)
-    _summary(result, result[f"test_{result['key']}"], result["label"], result.get("log_px"),
-             result["k"])
+    _summary(result)
     print(f"checkpoint           {result['checkpoint']}")
     k = " --k 1000" if "log_px" in result else ""
     print(f"next: minivae evaluate {out}{k}   |   minivae plot {out}")
@@ -182,13 +187,23 @@ def _options(model):
     return MODELS[model].options
 
 
-def _summary(result, test_value, label, log_px, k):
-    """The end-of-run lines: the test objective, the reconstruction error, log p(x)."""
-    unit = " nats" if label == "ELBO" else ""
-    print(f"test {label:<16s}{test_value:.2f}{unit}")
+def _summary(result):
+    """The end-of-run lines: the test objective (and the ELBO beside another
+    objective), the reconstruction error, log p(x) and its bits per dimension."""
+    key, label = result["key"], result["label"]
+    unit = "" if key == "objective" else " nats"
+    print(f"test {label:<16s}{result[f'test_{key}']:.2f}{unit}")
+    if key != "elbo" and "test_elbo" in result:
+        print(f"test ELBO            {result['test_elbo']:.2f} nats")
     print(f"test recon. error    {result['test_error']:.2f} {result['error_unit']}")
-    if log_px is not None:
-        print(f"test log p(x), K={k:<4d} {log_px:.2f} nats")
+    if result.get("log_px") is not None:
+        given = "log p(x|y)" if result.get("classes") else "log p(x)"   # a conditional model
+        print(f"test {given}, K={result['k']:<4d} {result['log_px']:.2f} nats")
+    if result.get("bits_per_dim") is not None:
+        print(f"bits per dimension   {result['bits_per_dim']:.3f} (of the 256-level pixels)")
+    if result.get("active_units") is not None:
+        print(f"active units         {result['active_units']} of {result['latent']} "
+              f"(Cov_x E_q[z_u] > 0.01)")
 
 
 def _load(path):
@@ -204,13 +219,15 @@ def _test_inputs(trained):
     c = trained.config
     dataset = data.load_mnist(c.data.data)
     inputs = data.Inputs(dataset, trained.model.likelihood.pixels, c.data.binarize, c.run.seed,
-                         c.run.dtype)
+                         c.run.dtype, c.data.intensities, trained.model.classes)
     return inputs, dataset.test_labels
 
 
 def _evaluate(args):
     from tqdm import tqdm
-    from minivae.evaluate import log_likelihood, mean_objective, reconstruction_error
+    from minivae.activity import active_units
+    from minivae import data
+    from minivae.evaluate import log_likelihood, mean_measures, reconstruction_error
     _, trained = _load(args.checkpoint)
     model, config = trained.model, trained.config
     objective = config.objective.build(config.model.model, trained.image_shape)
@@ -221,8 +238,8 @@ def _evaluate(args):
         return tqdm(total=count, desc=what, unit="image", leave=False,
                     disable=True if args.no_progress else None)
     with bar(f"test {objective.label}") as b:
-        value = mean_objective(model, objective, inputs.test_batches(limit=count),
-                               np.random.default_rng(args.seed), progress=b.update)
+        measures = mean_measures(model, objective, inputs.test_batches(limit=count),
+                                 np.random.default_rng(args.seed), progress=b.update)
     with bar("reconstruction error") as b:
         error = reconstruction_error(model, inputs.test_batches(limit=count), progress=b.update)
     log_px = None
@@ -232,8 +249,14 @@ def _evaluate(args):
                                     np.random.default_rng([args.seed, 1]), k=args.k,
                                     progress=b.update)
     print(f"test images          {count}")
-    _summary({"test_error": error, "error_unit": model.likelihood.error_unit}, value,
-             objective.label, log_px, args.k)
+    bits = data.bits_per_dim(log_px, model.x_dim) if inputs.dequantized else None
+    active = active_units(model, inputs.test_batches(limit=count)).count \
+        if model.has_prior else None
+    _summary({**{f"test_{name}": value for name, value in measures.items()},
+              "test_error": error, "error_unit": model.likelihood.error_unit, "log_px": log_px,
+              "bits_per_dim": bits, "active_units": active, "latent": model.latent,
+              "classes": model.classes,
+              "k": args.k, "key": objective.key, "label": objective.label})
 
 
 def _wrote(path, existed, what):
@@ -243,15 +266,24 @@ def _wrote(path, existed, what):
 def _sample(args):
     from minivae import plots
     run, trained = _load(args.checkpoint)
+    classes, digit = trained.model.classes, args.digit
+    if digit is not None and not classes:
+        raise ValueError(f"--digit needs a conditional model (--model cvae); this run's "
+                         f"{trained.config.model.model} is not conditional")
+    if digit is not None and digit >= classes:
+        raise ValueError(f"--digit must lie in 0..{classes - 1}, got {digit}")
     out = Path(args.out) if args.out else run.path / f"samples_seed{args.seed}.png"
     existed = out.exists()
     plots.samples(trained.model, out, np.random.default_rng(args.seed), n=args.n,
-                  image_shape=trained.image_shape)
-    _wrote(out, existed, f"{args.n} samples from the prior")
+                  image_shape=trained.image_shape, digit=digit)
+    given = "" if not classes else f" of digit {digit}" if digit is not None else \
+        f", classes 0..{classes - 1} in turn"
+    _wrote(out, existed, f"{args.n} samples from the prior{given}")
 
 
 def _plot(args):
     from minivae import plots
+    from minivae.activity import active_units
     run, trained = _load(args.checkpoint)
     model, shape = trained.model, trained.image_shape
     out = Path(getattr(args, "out", None) or run.path)
@@ -259,8 +291,10 @@ def _plot(args):
     wanted = list(PLOTS) if args.what == "all" else [args.what]
     if args.what == "all":   # leave out what does not apply to this model or run
         wanted = [w for w in wanted
-                  if not (w == "manifold" and (model.latent != 2 or not model.has_prior))
-                  and not (w == "samples" and not model.has_prior)
+                  if not (w == "manifold" and (model.latent != 2 or not model.has_prior
+                                               or model.classes))
+                  and not (w in ("samples", "activity") and not model.has_prior)
+                  and not (w == "classes" and not model.classes)
                   and not (w == "curves" and not run.metrics.is_file())]
     if any(PLOTS[w] for w in wanted):
         inputs, labels = _test_inputs(trained)
@@ -272,9 +306,13 @@ def _plot(args):
         elif what == "scatter":
             plots.latent_scatter(model, inputs.test[:args.images], labels[:args.images], path)
         elif what == "recon":
-            plots.reconstructions(model, inputs.test, path, image_shape=shape)
+            plots.reconstructions(model, inputs.test, path, image_shape=shape, labels=labels)
         elif what == "samples":
             plots.samples(model, path, np.random.default_rng(args.seed), image_shape=shape)
+        elif what == "activity":
+            plots.latent_activity(active_units(model, inputs.test_batches()), path)
+        elif what == "classes":
+            plots.class_grid(model, path, np.random.default_rng(args.seed), image_shape=shape)
         else:
             key = trained.config.objective.build(trained.config.model.model, shape).key
             plots.learning_curves({run.path.name: run.read_metrics()}, path, key)

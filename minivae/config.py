@@ -2,7 +2,8 @@
 check and its help text, in one place.
 
     model       which model and its shape (Appendix C)
-    objective   the SGVB estimator and L (section 2.3)
+    objective   the bound and its estimator (section 2.3), beta and its warm-up,
+                the IWAE bound
     optimizer   the stochastic gradient method (section 5: Adagrad, the weight prior)
     data        the data set, binarization and minibatch size M
     run         epochs, seed and floating-point type
@@ -19,13 +20,14 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from minivae.autograd import SUPPORTED_DTYPES
-from minivae.data import BINARIZATIONS
+from minivae.data import BINARIZATIONS, INTENSITIES
 from minivae.algorithms import FitPCA, GradientAscent
 from minivae.corruptions import GaussianNoise, MaskingNoise
 from minivae.likelihoods import LIKELIHOODS
 from minivae.models import MODELS, SUMMARIES
 from minivae.nn import ACTIVATIONS, INITS
-from minivae.objectives import ELBO, ESTIMATORS, MaskedReconstruction, Reconstruction
+from minivae.objectives import (ELBO, ESTIMATORS, IWAE, KLWarmUp, MaskedReconstruction,
+                                Reconstruction, WeightedELBO)
 from minivae.optim import OPTIMIZERS
 
 PRESETS = Path(__file__).parent / "presets"
@@ -37,6 +39,7 @@ KINDS = {
     "int >= 0": (int, lambda v: v >= 0, "an integer >= 0"),
     "positive number": (float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     "number >= 0": (float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "number": (float, math.isfinite, "a finite number"),
     "text": (str, lambda v: True, "text"),
 }
 
@@ -94,6 +97,14 @@ class ModelConfig(Section):
     activation: str = _field("tanh", "hidden-layer activation", choices=ACTIVATIONS)
     init: str = _field("normal", "normal: N(0, 0.01^2) as in the paper; xavier: Glorot "
                                  "uniform", choices=INITS)
+    variance: str = _field("output", "the gaussian decoder's variance: output, per pixel and "
+                                     "image from the decoder (Appendix C.2); pixel, one learned "
+                                     "per pixel; scalar, one learned for all",
+                           choices=("output", "pixel", "scalar"))
+    logvar_floor: float = _field(None, "lower bound on the gaussian decoder's log-variance "
+                                       "(default: none)", "number", optional=True)
+    classes: int = _field(10, "classes of the label y a cvae is conditioned on",
+                          "positive int")
 
     def __post_init__(self):
         if self.decoder is None and self.model in MODELS:
@@ -112,6 +123,16 @@ class ObjectiveConfig(Section):
     estimator: str = _field("B", "SGVB estimator: A (eq. 6) or B with analytic KL (eq. 7)",
                             choices=ESTIMATORS)
     samples: int = _field(1, "L, samples of z per datapoint", "positive int")
+    objective: str = _field("elbo", "what a vae ascends: elbo, the variational lower bound; "
+                                    "iwae, the importance-weighted bound L_k (Burda et al. "
+                                    "2016)", choices=("elbo", "iwae"))
+    k_train: int = _field(5, "k, samples per datapoint of the IWAE bound", "positive int")
+    beta: float = _field(1.0, "weight of the KL term, E[log p(x|z)] - beta KL (Bishop 19.2); "
+                              "below 1 the objective is no lower bound on log p(x)",
+                         "number >= 0")
+    warmup: float = _field(0.0, "epochs over which beta rises linearly from --warmup-start "
+                                "to --beta (0: no warm-up)", "number >= 0")
+    warmup_start: float = _field(0.0, "beta at the start of the warm-up", "number >= 0")
     sparsity: float = _field(0.1, "lambda of the L1 penalty on the code, eq. 19.4 (our choice; "
                                   "the book gives none)", "positive number")
     corruption: str = _field("masking", "masking: each input set to 0 with probability "
@@ -166,6 +187,10 @@ class DataConfig(Section):
                                       "fixed binarization, or data that is already binary "
                                       "(pixels 0 or 255)", choices=BINARIZATIONS)
     batch_size: int = _field(100, "minibatch size M", "positive int")
+    intensities: str = _field("scaled", "continuous pixels: scaled, pixel / 255; dequantized, "
+                                        "(pixel + u) / 256 with fresh u ~ U(0, 1) per "
+                                        "minibatch, whose density is bounded",
+                              choices=INTENSITIES)
 
     def __post_init__(self):
         super().__post_init__()
@@ -181,8 +206,19 @@ class RunConfig(Section):
                         choices=DTYPES)
 
 
+def _bound(o, shape):
+    """A latent-variable model's objective: the IWAE bound, the ELBO, or the
+    beta-weighted ELBO when beta is not 1 or warms up."""
+    if o.objective == "iwae":
+        return IWAE(o.k_train)
+    if o.beta == 1 and not o.warmup:
+        return ELBO(o.estimator, o.samples)
+    return WeightedELBO(o.estimator, o.samples, o.beta)
+
+
 OBJECTIVES = {
-    "vae": lambda o, shape: ELBO(o.estimator, o.samples),
+    "vae": _bound,
+    "cvae": _bound,
     "ae": lambda o, shape: Reconstruction(),
     "sparse-ae": lambda o, shape: Reconstruction(sparsity=o.sparsity),
     "denoising-ae": lambda o, shape: Reconstruction(
@@ -192,12 +228,18 @@ OBJECTIVES = {
 }
 # objective and optimizer fields, and the models they apply to (model fields: each
 # model's `options`)
-APPLIES = {"estimator": ("vae",), "samples": ("vae",), "sparsity": ("sparse-ae",),
+LATENT_VARIABLE = ("vae", "cvae")
+APPLIES = {"estimator": LATENT_VARIABLE, "samples": LATENT_VARIABLE,
+           "objective": LATENT_VARIABLE, "k_train": LATENT_VARIABLE, "beta": LATENT_VARIABLE,
+           "warmup": LATENT_VARIABLE, "warmup_start": LATENT_VARIABLE, "sparsity": ("sparse-ae",),
            "corruption": ("denoising-ae",), "drop_prob": ("denoising-ae",),
            "noise_std": ("denoising-ae",), "mask_ratio": ("masked-ae",),
            "patch": ("masked-ae",)}
 APPLIES.update({f.name: tuple(m for m in MODELS if m != "pca")
                 for f in fields(OptimizerConfig)})
+# objective fields and the objective (elbo or iwae) they apply to
+BOUND_OF = {"estimator": "elbo", "samples": "elbo", "beta": "elbo", "warmup": "elbo",
+            "warmup_start": "elbo", "k_train": "iwae"}
 
 SECTIONS = {"model": ModelConfig, "objective": ObjectiveConfig, "optimizer": OptimizerConfig,
             "data": DataConfig, "run": RunConfig}
@@ -219,6 +261,14 @@ def check_applies(given):
         if users is not None and model not in users:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to --model {model}; "
                              f"it applies to {', '.join(users)}")
+        bound = given.get("objective", "elbo")
+        if BOUND_OF.get(name, bound) != bound:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to --objective "
+                             f"{bound}; it applies to --objective {BOUND_OF[name]}")
+    decoder = given.get("decoder") or MODELS[model].default_decoder
+    if "intensities" in given and LIKELIHOODS[decoder].pixels != "continuous":
+        raise ValueError(f"--intensities applies to continuous pixels (a gaussian or squared "
+                         f"decoder), not to --decoder {decoder}")
 
 
 def fields_of(section):
@@ -261,7 +311,12 @@ class Config:
         objective = self.objective.build(self.model.model, image_shape)
         if self.model.model == "pca":
             return FitPCA(model, objective)
-        return GradientAscent(model, objective, self.optimizer.build(model.params, n))
+        o, schedule = self.objective, None
+        if isinstance(objective, WeightedELBO) and o.warmup:
+            steps_per_epoch = math.ceil(n / self.data.batch_size)
+            schedule = KLWarmUp(objective, o.warmup_start,
+                                max(1, round(o.warmup * steps_per_epoch)))
+        return GradientAscent(model, objective, self.optimizer.build(model.params, n), schedule)
 
     def as_dict(self):
         """{section: {field: value}}, JSON-ready."""

@@ -1,6 +1,8 @@
 """MNIST-style data: IDX files in, uint8 images out, and the per-minibatch
 conversions the paper's two decoders need: binary pixels for the Bernoulli
-MLP (Appendix C.1), intensities in [0, 1] for the Gaussian MLP (Appendix C.2).
+MLP (Appendix C.1), intensities in [0, 1] for the Gaussian MLP (Appendix C.2),
+either pixel / 255 or uniformly dequantized, (pixel + u) / 256, whose
+density is bounded.  A conditional model's x also carries the one-hot label.
 
 Images stay uint8 in memory, shape (n, D) with D = h * w; they become floats
 one minibatch at a time.
@@ -16,7 +18,10 @@ import numpy as np
 
 EMBEDDED_MNIST = Path(__file__).parent / "mnist"
 BINARIZATIONS = ("dynamic", "static", "none")
+INTENSITIES = ("scaled", "dequantized")
 TEST_BINARIZATION_SEED = 0  # one fixed binarization of the test set, for comparable numbers
+TEST_DEQUANTIZATION_SEED = 0   # likewise one fixed draw of u for dequantized test images
+LEVELS = 256   # the values a uint8 pixel takes
 EVAL_BATCH = 1000
 IDX_UINT8 = 0x08
 GZIP_MAGIC = b"\x1f\x8b"
@@ -186,6 +191,44 @@ def intensities(images, dtype):
     return np.divide(images, 255, dtype=dtype)
 
 
+def dequantize(images, rng, dtype):
+    """Uniformly dequantized intensities x = (pixel + u) / 256, u ~ U(0, 1) per pixel.
+
+    images (B, D) uint8 -> (B, D) in dtype, inside [0, 1).  A density on such
+    x is bounded where one on pixel / 255 is not: with exact zeros a Gaussian
+    decoder can shrink its variance to nothing and its log-density grows
+    without bound.  Any density p on [0, 1)^D bounds the discrete model's
+    log-probability, log P(pixels) >= E_u[log p(x)] - D log 256
+    (`bits_per_dim`).
+    """
+    _require_uint8(images)
+    u = rng.random(images.shape, dtype=dtype)
+    # in dtype, and never 1: float32 (255 + u) / 256 can round up to 1.0
+    x = (images.astype(dtype) + u) / dtype(LEVELS)
+    return np.minimum(x, np.nextafter(dtype(1), dtype(0)))
+
+
+def bits_per_dim(log_px, dim):
+    """-(log p(x) - D log 256) / (D log 2): a density's log p(x) in nats on
+    dequantized x in [0, 1)^D, as bits per pixel of the 256-level data.
+
+    x = (pixel + u) / 256 maps each of the 256^D discrete images onto a cell
+    of volume 256^-D, so the discrete log-probability is log p(x) - D log 256
+    (at least, in expectation over u); dividing by D log 2 gives bits per
+    dimension, the unit of published continuous-density results on MNIST.
+    """
+    return -(log_px - dim * np.log(LEVELS)) / (dim * np.log(2))
+
+
+def one_hot(labels, classes):
+    """labels (n,) integers in 0..classes-1 -> (n, classes) uint8 of 0 and 1."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise DataError(f"labels must lie in 0..{classes - 1} for {classes} classes, found "
+                        f"{int(labels.min())}..{int(labels.max())}")
+    return (labels[:, None] == np.arange(classes)).astype(np.uint8)
+
+
 def validate_binary(images, where):
     """Check that images (n, D) uint8 are already binary, for a Bernoulli
     decoder trained without binarization.
@@ -224,21 +267,31 @@ class Inputs:
     `pixels` is what the likelihood models (`likelihoods`): 'binary' pixels
     get a fresh binarization per minibatch (binarize='dynamic'), one fixed
     binarization drawn with `seed` ('static'), or must already be binary
-    ('none'); 'continuous' pixels are intensities in [0, 1].  Binary test
-    images are always binarized once with TEST_BINARIZATION_SEED, so every
-    run is scored on the same x.
+    ('none'); 'continuous' pixels are `intensities`, pixel / 255 ('scaled')
+    or (pixel + u) / 256 with a fresh u per minibatch ('dequantized').  Test
+    images are binarized or dequantized once with a fixed seed, so every run
+    is scored on the same x.  With `classes` C > 0 (a conditional model)
+    every x is the pixels followed by the one-hot label: (B, D + C).
     """
 
-    def __init__(self, dataset, pixels, binarize, seed, dtype):
+    def __init__(self, dataset, pixels, binarize, seed, dtype, intensities="scaled",
+                 classes=0):
         if pixels not in ("binary", "continuous"):
             raise ValueError(f"pixels must be 'binary' or 'continuous', got {pixels!r}")
         if binarize not in BINARIZATIONS:
             raise ValueError(f"binarize must be one of {BINARIZATIONS}, got {binarize!r}")
+        if intensities not in INTENSITIES:
+            raise ValueError(f"intensities must be one of {INTENSITIES}, got {intensities!r}")
         self.pixels, self.binarize, self.dtype = pixels, binarize, np.dtype(dtype)
         self.dynamic = pixels == "binary" and binarize == "dynamic"
+        self.dequantized = pixels == "continuous" and intensities == "dequantized"
         self.train = dataset.train_images if self.dynamic else \
             self._fixed(dataset.train_images, seed, "training")
         self.test = self._fixed(dataset.test_images, TEST_BINARIZATION_SEED, "test")
+        self.classes = classes
+        if classes:
+            self.train_y = one_hot(dataset.train_labels, classes).astype(self.dtype)
+            self.test_y = one_hot(dataset.test_labels, classes).astype(self.dtype)
 
     def _fixed(self, images, seed, split):
         if self.pixels == "continuous":
@@ -249,14 +302,23 @@ class Inputs:
         # 0/1 uint8 times 255 keeps the one conversion rule: x = pixel / 255
         return binarize_static(images, seed) * np.uint8(255)
 
-    def train_batch(self, idx, rng):
-        """x for the training images idx: (B, D) in the run's dtype."""
+    def _x(self, images, rng):
+        """Pixels as x: binarized, dequantized (u from rng) or scaled."""
         if self.dynamic:
-            return binarize_dynamic(self.train[idx], rng, self.dtype)
-        return intensities(self.train[idx], self.dtype)
+            return binarize_dynamic(images, rng, self.dtype)
+        if self.dequantized:
+            return dequantize(images, rng, self.dtype.type)
+        return intensities(images, self.dtype)
+
+    def train_batch(self, idx, rng):
+        """x for the training images idx: (B, D), or (B, D + C) with the labels."""
+        x = self._x(self.train[idx], rng)
+        return np.hstack([x, self.train_y[idx]]) if self.classes else x
 
     def test_batches(self, batch_size=EVAL_BATCH, limit=None):
         """The test set as x, in batches (a generator, so memory stays small)."""
-        test = self.test[:limit]
-        return (intensities(test[s:s + batch_size], self.dtype)
-                for s in range(0, len(test), batch_size))
+        rng = np.random.default_rng(TEST_DEQUANTIZATION_SEED)   # used when dequantized
+        n = len(self.test[:limit])
+        for s in range(0, n, batch_size):
+            x = self._x(self.test[s:min(s + batch_size, n)], rng)
+            yield np.hstack([x, self.test_y[s:s + len(x)]]) if self.classes else x

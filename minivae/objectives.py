@@ -9,8 +9,15 @@ z_l = mu + sigma * eps_l (eq. 10):
     elbo           estimator A (eq. 6), their mean over l, or estimator B
                    (eq. 7), the analytic -KL (Appendix B) plus the mean of
                    log p(x|z_l)
+    iwae_bound     their log-mean-exp over l: the importance-weighted bound
+                   L_k of Burda et al. (2016), and with large k the
+                   importance-sampled log p(x) of `evaluate`
     ELBO           the training objective: an estimator and its L, and the
                    eps it needs drawn from a generator
+    WeightedELBO   E[log p(x|z)] - beta KL(q(z|x) || p(z)) (Bishop 19.2): not a
+                   bound on log p(x) unless beta >= 1; it reports the ELBO beside
+    KLWarmUp       beta rising linearly to its final value over the first steps
+    IWAE           L_k as the training objective, k samples per datapoint
 
 and for the autoencoders of Bishop's ch. 19.1, which have no prior:
 
@@ -19,18 +26,30 @@ and for the autoencoders of Bishop's ch. 19.1, which have no prior:
                            x (19.1.4) and an L1 penalty on the code (19.1.3, eq. 19.4)
     MaskedReconstruction   minus the squared error on the masked patches only (19.1.5)
 
-Every objective is a value per datapoint to maximize, (B,); `key` names it
-in the metrics rows (train_<key>, test_<key>) and `label` in the log.
+Every objective is a value per datapoint to maximize, objective(model, x,
+rng) -> (B,); `key` names it in the metrics rows (train_<key>, test_<key>)
+and `label` in the log.  `measure` returns that value with every number the
+metrics report per datapoint, e.g. the true ELBO beside a beta-weighted one.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from minivae.corruptions import patch_mask
 from minivae.distributions import gaussian_kl, gaussian_log_prob, reparameterize
-from minivae.ops import abs, concatenate
+from minivae.ops import abs, concatenate, logsumexp
 
 ESTIMATORS = ("A", "B")
+
+
+class Objective:
+    """What every objective shares: `measure` from `__call__`."""
+
+    def measure(self, model, x, rng):
+        """The value to ascend, a (B,) Tensor, and what the metrics report
+        per datapoint, {name: (B,) array}: here the value alone, under `key`."""
+        value = self(model, x, rng)
+        return value, {self.key: value.data}
 
 
 def _samples(model, x, eps):
@@ -48,16 +67,24 @@ def _samples(model, x, eps):
     return mu, logvar, mu_L, logvar_L, z, x_L
 
 
+def _log_terms(model, x, eps):
+    """log p(x|z_l) and log p(z_l) - log q(z_l|x), each (L * B,): what
+    estimator A and the importance-weighted bounds add up."""
+    _, _, mu_L, logvar_L, z, x_L = _samples(model, x, eps)
+    log_prior_over_q = model.log_prior(z) - gaussian_log_prob(z, mu_L, logvar_L)
+    return model.log_px_given_z(x_L, z), log_prior_over_q
+
+
 def log_weights(model, x, eps):
     """log p(x, z_l) - log q(z_l|x) = log p(x|z_l) + log p(z_l) - log q(z_l|x).
 
     x (B, D), eps (L, B, J) -> (L, B).  Their mean over l is estimator A
-    (eq. 6); their log-mean-exp is the importance-sampled log p(x).
+    (eq. 6); their log-mean-exp is the IWAE bound and, with large L, the
+    importance-sampled log p(x) (`iwae_bound`).
     """
     L, B, _ = eps.shape
-    _, _, mu_L, logvar_L, z, x_L = _samples(model, x, eps)
-    log_qz = gaussian_log_prob(z, mu_L, logvar_L)
-    return (model.log_px_given_z(x_L, z) + model.log_prior(z) - log_qz).reshape(L, B)
+    log_px, log_prior_over_q = _log_terms(model, x, eps)
+    return (log_px + log_prior_over_q).reshape(L, B)
 
 
 def elbo(model, x, eps, estimator="B"):
@@ -69,18 +96,54 @@ def elbo(model, x, eps, estimator="B"):
     (Appendix B): -KL(q(z|x) || p(z)) + 1/L sum_l log p(x|z_l).  The
     minibatch estimate of eq. 8 is N times the mean of this vector.
     """
+    return weighted_elbo(model, x, eps, estimator)[1]
+
+
+def weighted_elbo(model, x, eps, estimator="B", beta=1.0):
+    """E[log p(x|z)] - beta KL(q(z|x) || p(z)) per datapoint, (B,), and the
+    same with beta = 1, the ELBO: a pair of Tensors from one pass.
+
+    Estimator B takes the KL analytically (Appendix B); estimator A
+    estimates it by the L samples, as the mean of log q(z_l|x) - log p(z_l).
+    """
     if estimator not in ESTIMATORS:
         raise ValueError(f"elbo: unknown estimator {estimator!r}; expected 'A' or 'B'")
-    if estimator == "A":
-        return log_weights(model, x, eps).mean(axis=0)
     L, B, _ = eps.shape
+    if estimator == "A":   # eq. 6: the KL estimated by the same L samples
+        log_px, log_prior_over_q = _log_terms(model, x, eps)
+        bound = (log_px + log_prior_over_q).reshape(L, B).mean(axis=0)
+        if beta == 1:
+            return bound, bound
+        return (log_px + beta * log_prior_over_q).reshape(L, B).mean(axis=0), bound
     mu, logvar, _, _, z, x_L = _samples(model, x, eps)
     log_px = model.log_px_given_z(x_L, z).reshape(L, B).mean(axis=0)
-    return log_px - gaussian_kl(mu, logvar)
+    kl = gaussian_kl(mu, logvar)                 # eq. 7, Appendix B
+    bound = log_px - kl
+    return (bound if beta == 1 else log_px - beta * kl), bound
+
+
+def iwae_bound(log_w):
+    """log (1/L) sum_l w_l from log_w (L, B) = log p(x, z_l) - log q(z_l|x):
+    (B,), the bound L_k of Burda, Grosse & Salakhutdinov (2016) for k = L.
+
+    By Jensen it is at least the mean of log_w (estimator A, equal at L = 1)
+    and rises towards log p(x) as L grows.  The log-sum-exp is the stable one.
+    """
+    return logsumexp(log_w, axis=0) - float(np.log(log_w.shape[0]))
+
+
+def _eps(model, samples, x, rng):
+    """eps (L, B, J) ~ N(0, I) in the model's dtype, drawn from rng."""
+    return rng.standard_normal((samples, len(x), model.latent), dtype=model.dtype)
+
+
+def _check_samples(samples, what):
+    if samples < 1:
+        raise ValueError(f"{what} must be at least 1, got {samples}")
 
 
 @dataclass(frozen=True)
-class ELBO:
+class ELBO(Objective):
     """The lower bound as a training objective: estimator A or B with L samples."""
     estimator: str = "B"
     samples: int = 1
@@ -89,17 +152,89 @@ class ELBO:
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
-        if self.samples < 1:
-            raise ValueError(f"samples (L) must be at least 1, got {self.samples}")
+        _check_samples(self.samples, "samples (L)")
 
     def __call__(self, model, x, rng):
         """The bound per datapoint, (B,), with eps (L, B, J) ~ N(0, I) drawn from rng."""
-        eps = rng.standard_normal((self.samples, len(x), model.latent), dtype=model.dtype)
-        return elbo(model, x, eps, self.estimator)
+        return elbo(model, x, _eps(model, self.samples, x, rng), self.estimator)
 
 
 @dataclass(frozen=True)
-class Reconstruction:
+class WeightedELBO(ELBO):
+    """E[log p(x|z)] - beta KL(q(z|x) || p(z)) per datapoint (Bishop 19.2).
+
+    beta < 1 weighs the reconstruction more, beta > 1 the prior more.  Only
+    at beta = 1 is this the ELBO; below 1 it is not a lower bound on
+    log p(x) and may exceed it, so `measure` reports the ELBO beside it.
+    """
+    beta: float = 1.0
+    key, label = "objective", "objective"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (np.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
+
+    def __call__(self, model, x, rng):
+        return self.measure(model, x, rng)[0]
+
+    def measure(self, model, x, rng):
+        """The weighted objective (B,) and {objective, elbo: (B,) arrays} from one pass."""
+        eps = _eps(model, self.samples, x, rng)
+        value, bound = weighted_elbo(model, x, eps, self.estimator, self.beta)
+        return value, {self.key: value.data, "elbo": bound.data}
+
+
+@dataclass(frozen=True)
+class KLWarmUp:
+    """beta(t) = start + (beta - start) * min(1, t / steps) after t updates: a
+    linear warm-up of the KL weight, then `objective`'s beta.  Called with
+    the step count, it returns the objective to ascend at that step."""
+    objective: WeightedELBO
+    start: float = 0.0
+    steps: int = 1
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"a warm-up needs at least 1 step, got {self.steps}")
+
+    def beta(self, step):
+        """The KL weight after `step` updates."""
+        final = self.objective.beta
+        return self.start + (final - self.start) * min(1.0, step / self.steps)
+
+    def __call__(self, step):
+        return replace(self.objective, beta=self.beta(step))
+
+
+@dataclass(frozen=True)
+class IWAE(Objective):
+    """The importance-weighted bound L_k (Burda et al. 2016, eq. 8) per datapoint:
+
+        L_k = E[log (1/k) sum_i p(x, z_i) / q(z_i|x)],   z_i ~ q(z|x)
+
+    with k reparameterized samples.  L_1 is the ELBO (estimator A), and
+    L_k <= L_{k+1} <= log p(x).  `measure` reports the ELBO of the same k
+    samples (their mean log weight) beside it.
+    """
+    samples: int = 5
+    key, label = "iwae", "IWAE bound"
+
+    def __post_init__(self):
+        _check_samples(self.samples, "k (samples of the IWAE bound)")
+
+    def __call__(self, model, x, rng):
+        return self.measure(model, x, rng)[0]
+
+    def measure(self, model, x, rng):
+        """L_k (B,) and {iwae, elbo: (B,) arrays} from one set of k samples."""
+        log_w = log_weights(model, x, _eps(model, self.samples, x, rng))
+        value = iwae_bound(log_w)
+        return value, {self.key: value.data, "elbo": log_w.mean(axis=0).data}
+
+
+@dataclass(frozen=True)
+class Reconstruction(Objective):
     """log p(x | z = f(x~)) - sparsity * sum_k |z_k| per datapoint, (B,).
 
     With the sum-of-squares likelihood this is -1/2 ||y - x||^2 (eq. 19.1)
@@ -121,7 +256,7 @@ class Reconstruction:
 
 
 @dataclass(frozen=True)
-class MaskedReconstruction:
+class MaskedReconstruction(Objective):
     """-1/2 sum over masked pixels of (y_d - x_d)^2 per datapoint, (B,): the masked
     autoencoder's loss on the hidden patches only (19.1.5).  A fresh mask is
     drawn from the run's generator for every image at every step."""

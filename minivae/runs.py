@@ -25,12 +25,13 @@ from minivae.config import Config
 CHECKPOINT, METRICS, CONFIG = "checkpoint.npz", "metrics.jsonl", "config.json"
 SNAPSHOTS = "latent_snapshots.npz"
 FIGURES = {"manifold": "manifold.png", "scatter": "latent_scatter.png", "recon": "recon.png",
-           "samples": "samples.png", "curves": "curves.png", "latent": "latent.gif"}
+           "samples": "samples.png", "curves": "curves.png", "latent": "latent.gif",
+           "activity": "activity.png", "classes": "classes.png"}
 # what a checkpoint's position holds: counts (int >= 0), seconds (float >= 0), and
-# the running sum of the training objective over the epoch so far (any finite
-# float; named elbo_sum since the first checkpoints, whatever the objective)
-POSITION = {"epoch": int, "step": int, "samples_seen": int, "elbo_sum": float,
-            "epoch_seconds": float, "train_seconds": float}
+# "sums", the running sums over the epoch so far of what the objective reports
+# (name -> any finite float; the first checkpoints held one, "elbo_sum")
+POSITION = {"epoch": int, "step": int, "samples_seen": int, "epoch_seconds": float,
+            "train_seconds": float}
 
 
 @dataclass
@@ -137,7 +138,8 @@ class RunDir:
                 and math.prod(shape) == x_dim):
             raise CheckpointError(f"{where}: x_dim {x_dim!r} and image_shape {shape!r} do not "
                                   f"describe images of h x w = x_dim pixels")
-        position = _checked_position(meta["position"], where)
+        key = config.objective.build(config.model.model, tuple(shape)).key
+        position = _checked_position(meta["position"], key, where)
         rng_state = _checked_rng_state(meta["rng"], where)
         rows = meta.get("metrics")
         if rows is None:   # checkpoints before rows were saved in them: the file's rows
@@ -152,18 +154,29 @@ class RunDir:
                        tuple(shape), rows)
 
 
-def _checked_position(position, where):
+def _checked_position(position, objective_key, where):
+    """The position, checked; an old checkpoint's one "elbo_sum" becomes the
+    sum of the objective (`objective_key`)."""
     if not isinstance(position, dict):
         raise CheckpointError(f"{where}: 'position' is not a record")
     for key, kind in POSITION.items():
         value = position.get(key)
-        signed = key == "elbo_sum"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or (kind is int and not isinstance(value, int)) or not math.isfinite(value) \
-                or (value < 0 and not signed):
+        if not _is_number(value) or (kind is int and not isinstance(value, int)) \
+                or value < 0:
             raise CheckpointError(f"{where}: position '{key}' must be a finite "
-                                  f"{kind.__name__}{'' if signed else ' >= 0'}, got {value!r}")
-    return {key: kind(position[key]) for key, kind in POSITION.items()}
+                                  f"{kind.__name__} >= 0, got {value!r}")
+    sums = position.get("sums", {objective_key: position.get("elbo_sum")})
+    if not (isinstance(sums, dict) and all(isinstance(k, str) and _is_number(v)
+                                           for k, v in sums.items())):
+        raise CheckpointError(f"{where}: position 'sums' must map names to finite numbers, "
+                              f"got {sums!r}")
+    return {**{key: kind(position[key]) for key, kind in POSITION.items()},
+            "sums": {k: float(v) for k, v in sums.items()}}
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
 def _checked_rng_state(state, where):

@@ -16,16 +16,17 @@ the run continues exactly as if never stopped.
 """
 import signal
 import time
+from dataclasses import replace
 
 import numpy as np
 from tqdm import tqdm
 
 from minivae import data
+from minivae.activity import active_units, collapse_warning
 from minivae.algorithms import NonFiniteObjective
 from minivae.checkpoint import save_checkpoint
 from minivae.config import Config
-from minivae.evaluate import log_likelihood, mean_objective, reconstruction_error
-from minivae.objectives import ELBO
+from minivae.evaluate import log_likelihood, mean_measures, reconstruction_error
 from minivae.runs import RunDir
 
 
@@ -51,10 +52,10 @@ class Run:
         self.model = trained.model if trained else \
             config.model.build(dataset.dim, config.run.dtype, self.rng)
         self.inputs = data.Inputs(dataset, self.model.likelihood.pixels, config.data.binarize,
-                                  config.run.seed, config.run.dtype)
+                                  config.run.seed, config.run.dtype, config.data.intensities,
+                                  self.model.classes)
         self.algorithm = config.learning_rule(self.model, self.n, dataset.image_shape)
-        self.objective = self.algorithm.objective
-        self.position = {"epoch": 0, "step": 0, "samples_seen": 0, "elbo_sum": 0.0,
+        self.position = {"epoch": 0, "step": 0, "samples_seen": 0, "sums": {},
                          "epoch_seconds": 0.0, "train_seconds": 0.0}
         self.order, self.rows = None, []
         if trained:
@@ -107,8 +108,14 @@ class Run:
             return f"the last good checkpoint is {self.dir.checkpoint}"
         return "no checkpoint was written yet"
 
+    @property
+    def objective(self):
+        """What the next step ascends (with a KL warm-up, its beta moves)."""
+        return self.algorithm.objective
+
     def step(self, idx):
-        """One AEVB step on the training images idx; returns the bound per datapoint (B,)."""
+        """One AEVB step on the training images idx; returns what the objective
+        reports per datapoint, {name: (B,) array}."""
         x = self.inputs.train_batch(idx, self.rng)
         try:
             return self.algorithm.step(x, self.rng)
@@ -125,43 +132,52 @@ class Run:
                     f"bound, it is {o.momentum:g}: try --momentum 0.9")
         return f"try a smaller --lr than {o.lr:g}"
 
-    def advance(self, elbo, seconds):
-        """Count a step that ended `seconds` into the epoch, with bound values elbo (B,)."""
+    def advance(self, reports, seconds):
+        """Count a step that ended `seconds` into the epoch, with the reported
+        values {name: (B,) array} added to the epoch's running sums."""
         p = self.position
         p["step"] += 1
-        p["samples_seen"] += len(elbo)
-        p["elbo_sum"] += float(np.sum(elbo, dtype=np.float64))
+        p["samples_seen"] += len(next(iter(reports.values())))
+        for name, values in reports.items():
+            p["sums"][name] = p["sums"].get(name, 0.0) + float(np.sum(values, dtype=np.float64))
         p["epoch_seconds"] = seconds
 
-    def test_objective(self, rng):
-        """The training objective's mean on the test set (for the ELBO: L = 1)."""
+    def test_measures(self, rng):
+        """The mean on the test set of what the training objective reports,
+        {name: float} (an ELBO with L = 1; the IWAE bound with its k)."""
         objective = self.objective
-        if isinstance(objective, ELBO):
-            objective = ELBO(objective.estimator, samples=1)
-        return mean_objective(self.model, objective, self.inputs.test_batches(), rng)
+        if hasattr(objective, "estimator"):
+            objective = replace(objective, samples=1)
+        return mean_measures(self.model, objective, self.inputs.test_batches(), rng)
 
     def end_epoch(self, epoch, log):
         """End the learning rule's epoch, evaluate, checkpoint, then write the
         metrics row the checkpoint covers."""
         self.algorithm.end_epoch()
-        config, p, key = self.config, self.position, self.objective.key
-        train_value = p["elbo_sum"] / self.n
+        config, p, objective = self.config, self.position, self.objective
+        train = {name: total / self.n for name, total in p["sums"].items()}
         started = time.perf_counter()
-        test_value = self.test_objective(np.random.default_rng([config.run.seed, epoch]))
+        test = self.test_measures(np.random.default_rng([config.run.seed, epoch]))
         row = {"epoch": epoch, "samples_seen": p["samples_seen"],
-               f"train_{key}": train_value, f"test_{key}": test_value,
+               **{f"train_{name}": value for name, value in train.items()},
+               **{f"test_{name}": value for name, value in test.items()},
+               **({"beta": objective.beta} if hasattr(objective, "beta") else {}),
                "epoch_seconds": p["epoch_seconds"],
                "train_seconds": p["train_seconds"] + p["epoch_seconds"],
                "eval_seconds": time.perf_counter() - started}
         self.rows.append(row)
         self.position = {"epoch": epoch, "step": 0, "samples_seen": p["samples_seen"],
-                         "elbo_sum": 0.0, "epoch_seconds": 0.0,
+                         "sums": {}, "epoch_seconds": 0.0,
                          "train_seconds": row["train_seconds"]}
         self.order = None
         self.save()
-        label = self.objective.label
-        log(f"epoch {epoch:3d}  train {label} {train_value:9.3f}  test {label} {test_value:9.3f}  "
-            f"({row['epoch_seconds']:.1f} s, {self.n / row['epoch_seconds']:.0f} samples/s)")
+        key, label = objective.key, objective.label
+        also = ""   # the true ELBO beside another objective, so numbers stay comparable
+        if key != "elbo" and "elbo" in test:
+            also = f"  (ELBO train {train['elbo']:9.3f}  test {test['elbo']:9.3f})"
+        log(f"epoch {epoch:3d}  train {label} {train[key]:9.3f}  test {label} {test[key]:9.3f}"
+            f"{also}  ({row['epoch_seconds']:.1f} s, {self.n / row['epoch_seconds']:.0f} "
+            f"samples/s)")
 
 
 def _stop_on_interrupt():
@@ -196,11 +212,11 @@ def train_epochs(run, progress, log, on_epoch, max_seconds):
                        disable=None if progress else True, unit="batch", leave=False)
             started = time.perf_counter() - run.position["epoch_seconds"]
             for step in range(run.position["step"], len(batches)):
-                elbo = run.step(batches[step])
-                run.advance(elbo, time.perf_counter() - started)
+                run.advance(run.step(batches[step]), time.perf_counter() - started)
                 p, seen = run.position, min((step + 1) * config.data.batch_size, run.n)
-                bar.set_postfix(elbo=f"{p['elbo_sum'] / seen:.2f}",
-                                samples_per_s=f"{seen / p['epoch_seconds']:.0f}", refresh=False)
+                means = {name: f"{total / seen:.2f}" for name, total in p["sums"].items()}
+                bar.set_postfix(**means, samples_per_s=f"{seen / p['epoch_seconds']:.0f}",
+                                refresh=False)
                 bar.update()
                 if requested:
                     bar.close()
@@ -223,9 +239,12 @@ def train_epochs(run, progress, log, on_epoch, max_seconds):
 
 def train(config, out, resume=None, progress=True, log=print, on_epoch=None, max_seconds=None,
           k=100):
-    """Train a model; returns a summary dict: the test objective (`test_elbo` for a
-    VAE), the reconstruction error `test_error`, log p(x) for models with a
-    prior, and the paths.
+    """Train a model; returns a summary dict: test_<name> for everything the
+    objective reports (`test_elbo` for a VAE; `test_objective` and `test_elbo`
+    with beta), the reconstruction error `test_error`, and for models with a
+    prior log p(x) (`log_px`, with `bits_per_dim` on dequantized data) and the
+    count of `active_units` among `latent`; and the paths.  Fewer than half
+    of the latent dimensions active is logged as a warning line.
 
     `config` is a Config; when resuming it may instead be a dict of the
     fields the user gave (field -> value): the rest come from the run.
@@ -263,7 +282,15 @@ def train(config, out, resume=None, progress=True, log=print, on_epoch=None, max
         if model.has_prior:
             result["log_px"] = log_likelihood(model, inputs.test_batches(batch_size=100),
                                               np.random.default_rng([seed, 0, k]), k=k)
-        result[f"test_{run.objective.key}"] = run.test_objective(np.random.default_rng([seed, 0]))
+            if inputs.dequantized:
+                result["bits_per_dim"] = data.bits_per_dim(result["log_px"], model.x_dim)
+            usage = active_units(model, inputs.test_batches())
+            result.update(active_units=usage.count, latent=model.latent)
+            warning = collapse_warning(usage, run=run_dir.path)
+            if warning:
+                log(warning)
+        result.update({f"test_{name}": value for name, value in
+                       run.test_measures(np.random.default_rng([seed, 0])).items()})
         result["test_error"] = reconstruction_error(model, inputs.test_batches())
     except KeyboardInterrupt:
         log(f"interrupted during the final evaluation: training is complete and saved in "
@@ -271,5 +298,6 @@ def train(config, out, resume=None, progress=True, log=print, on_epoch=None, max
             f"log p(x) were skipped; get them with: minivae evaluate {run_dir.path} --k {k}")
         raise
     return {**result, "k": k, "label": run.objective.label, "key": run.objective.key,
+            "classes": model.classes,
             "error_unit": model.likelihood.error_unit,
             "checkpoint": str(run_dir.checkpoint), "metrics": str(run_dir.metrics)}

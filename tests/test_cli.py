@@ -266,3 +266,34 @@ def test_python_dash_m_minivae_runs_the_command(tmp_path):
                             text=True, env=env, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert all(command in result.stdout for command in ("train", "evaluate", "sample"))
+
+
+# ---------------------------------------------------------------- active units
+
+def test_evaluate_prints_the_active_units_counted_from_the_encoder_means(trained, capsys):
+    import numpy as np
+    from minivae import data
+    from minivae.autograd import no_grad
+    from minivae.runs import RunDir
+    run_dir = trained[0]
+    code, out, err = run(["evaluate", run_dir, "--k", "2", "--no-progress"], capsys)
+    assert code == 0, err
+    line = re.search(r"^active units +(\d+) of 2 \(Cov_x E_q\[z_u\] > 0.01\)$", out, re.M)
+    assert line, out
+    loaded = RunDir.of(run_dir).load()
+    c = loaded.config
+    inputs = data.Inputs(data.load_mnist(c.data.data), "binary", c.data.binarize, c.run.seed,
+                         c.run.dtype)
+    with no_grad():
+        mu = loaded.model.posterior(data.intensities(inputs.test, np.float32))[0].data
+    assert int(line.group(1)) == np.count_nonzero(np.var(mu.astype(np.float64), axis=0) > 0.01)
+
+
+def test_plot_what_activity_writes_the_latent_activity_figure(trained, capsys):
+    run_dir = trained[0]
+    code, out, err = run(["plot", run_dir, "--what", "activity"], capsys)
+    assert code == 0, err
+    path = run_dir / "activity.png"
+    assert str(path) in out
+    width, height = plots.SIZES["latent_activity"]
+    assert matplotlib.image.imread(path).shape[:2] == (height, width)

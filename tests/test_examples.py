@@ -129,6 +129,67 @@ def check_denoising_score(stdout, out):
     check_png(out, "score_field.png", stdout)
 
 
+def check_conditional_vae(stdout, out):
+    elbos = [float(v) for v in re.findall(rf"^epoch 1  test ELBO ({NUMBER}) nats", stdout, re.M)]
+    assert len(elbos) == 1 and -1000 < elbos[0] < 0, stdout
+    log_px = re.search(rf"^log p\(x\|y\), K=100, first 500 test images: ({NUMBER}) nats$",
+                       stdout, re.M)
+    assert log_px and -1000 < float(log_px.group(1)) < 0, stdout
+    both = re.search(rf"^test ELBO with the true label ({NUMBER}), with a wrong label "
+                     rf"({NUMBER}) nats$", stdout, re.M)
+    assert both and float(both.group(1)) == elbos[0], stdout
+    check_png(out, "classes.png", stdout)
+
+
+def check_active_units(stdout, out):
+    epoch = re.search(r"^epoch 1  test ELBO -?\d+\.\d+ nats  active units (\d+) of 20$",
+                      stdout, re.M)
+    assert epoch, stdout
+    rows = re.findall(rf"^  +(\d+) +({NUMBER}) +({NUMBER})(   inactive)?$", stdout, re.M)
+    assert sorted(int(u) for u, *_ in rows) == list(range(20)), stdout
+    activity = [float(a) for _, a, _, _ in rows]
+    assert activity == sorted(activity, reverse=True), "the table is not sorted by A_u"
+    assert sum(not inactive for *_, inactive in rows) == int(epoch.group(1))
+    assert all(float(kl) >= 0 for _, _, kl, _ in rows), "a KL divergence is never negative"
+    check_png(out, "activity.png", stdout)
+
+
+def check_iwae_vs_elbo(stdout, out):
+    rows = re.findall(rf"^(ELBO|IWAE, k=\d+) +({NUMBER}) +({NUMBER}) +({NUMBER}) +({NUMBER})$",
+                      stdout, re.M)
+    assert [r[0] for r in rows] == ["ELBO", "IWAE, k=5"], stdout
+    for _, *values in rows:
+        l1, l5, l50, log_px = map(float, values)
+        assert -1000 < l1 < l50 < 0 and l5 < log_px + 1, stdout   # L_k rises with k
+    assert re.search(rf"IWAE minus ELBO training: log p\(x\) [-+]{NUMBER[2:]} nats, "
+                     rf"L_1 [-+]{NUMBER[2:]} nats", stdout), stdout
+
+
+def check_kl_warmup(stdout, out):
+    runs = stdout.split("warm-up over")
+    assert len(runs) == 2, stdout
+    epochs = [re.findall(rf"^ +(\d+) +({NUMBER}) +({NUMBER}) +({NUMBER})$", run, re.M)
+              for run in runs]
+    assert [len(e) for e in epochs] == [2, 2], stdout
+    assert all(float(b) == 1 and o == e for _, b, o, e in epochs[0]), stdout   # beta = 1
+    (_, beta, objective, elbo), (_, last, _, _) = epochs[1]
+    assert float(beta) == 0.5 and float(last) == 1.0, stdout
+    assert float(objective) > float(elbo), stdout   # beta < 1 adds back part of the KL
+    assert len(re.findall(r"active units \d+ of 50", stdout)) == 2, stdout
+
+
+def check_learned_variance(stdout, out):
+    bound = re.search(rf"^D log 256 = ({NUMBER}) nats", stdout, re.M)
+    assert bound and float(bound.group(1)) == 4347.4, stdout   # 784 log 256
+    runs = re.findall(rf"^ *(output|pixel|scalar) variance, +(dequantized|scaled): test ELBO by "
+                      rf"epoch ({NUMBER}) nats", stdout, re.M)
+    assert [run[:2] for run in runs] == [("output", "dequantized"), ("pixel", "dequantized"),
+                                         ("scalar", "dequantized"), ("output", "scaled")], stdout
+    assert all(float(run[2]) < float(bound.group(1)) for run in runs), stdout
+    bits = [float(b) for b in re.findall(rf"<= ({NUMBER}) bits/dim", stdout)]
+    assert len(bits) == 3 and all(0 < b < 16 for b in bits), stdout
+
+
 # name -> (tiny flags, check(stdout, out_dir)); "{out}" is replaced by a temporary directory
 EXAMPLES = {
     "train_mnist": (["--epochs", "1", "--train-images", "500"], check_train_mnist),
@@ -149,6 +210,15 @@ EXAMPLES = {
                          check_pca_vs_linear_ae),
     "denoising_score": (["--epochs", "2", "--points", "2000", "--out", "{out}"],
                         check_denoising_score),
+    "active_units": (["--epochs", "1", "--train-images", "500", "--test-images", "500",
+                      "--out", "{out}"], check_active_units),
+    "learned_variance": (["--epochs", "1", "--train-images", "500", "--test-images", "200"],
+                         check_learned_variance),
+    "iwae_vs_elbo": (["--epochs", "1", "--train-images", "500", "--test-images", "100"],
+                     check_iwae_vs_elbo),
+    "kl_warmup": (["--epochs", "2", "--warmup", "2", "--train-images", "500"], check_kl_warmup),
+    "conditional_vae": (["--epochs", "1", "--train-images", "500", "--out", "{out}"],
+                        check_conditional_vae),
 }
 
 

@@ -22,7 +22,7 @@ from minivae.objectives import MaskedReconstruction, Reconstruction
 from minivae.optim import Adam
 from minivae.train import train
 
-FAMILY = [m for m in MODELS if m != "vae"]
+FAMILY = [m for m in MODELS if not MODELS[m].has_prior]
 
 
 def small(name, x_dim=16, latent=3, decoder=None, seed=0):

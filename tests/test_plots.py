@@ -262,3 +262,20 @@ def test_image_rows_draws_one_named_row_per_set_of_images(mnist_test, tmp_path):
     assert ax.images[0].get_array().shape == (2 * 28, 10 * 28)
     with pytest.raises(ValueError, match="2 rows but 1 names"):
         plots.image_rows([images, images], ["one"], tmp_path / "bad.png", "bad")
+
+
+def test_latent_activity_sorts_the_dimensions_by_activity_and_greys_the_inactive(tmp_path):
+    from minivae.activity import LatentActivity
+    usage = LatentActivity(activity=np.array([1e-4, 0.5, 0.0, 0.02]),
+                           kl=np.array([0.01, 3.0, 0.0, 0.4]), threshold=0.01, images=300)
+    path = tmp_path / "activity.png"
+    fig = plots.latent_activity(usage, path)
+    width, height = plots.SIZES["latent_activity"]
+    assert matplotlib.image.imread(path).shape[:2] == (height, width)
+    top, bottom = fig.axes
+    assert [t.get_text() for t in bottom.get_xticklabels()] == ["1", "3", "0", "2"]
+    assert [p.get_height() for p in bottom.patches] == [3.0, 0.4, 0.01, 0.0]
+    assert [p.get_height() for p in top.patches][:3] == [0.5, 0.02, 1e-4]
+    grey = [p.get_facecolor() == top.patches[-1].get_facecolor() for p in top.patches]
+    assert grey == [False, False, True, True]
+    assert "2 of 4 dimensions active" in top.get_title() and "300 images" in top.get_title()

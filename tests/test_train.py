@@ -168,14 +168,14 @@ def test_ctrl_c_mid_epoch_saves_and_the_resumed_run_equals_the_uninterrupted_one
 
 def test_ctrl_c_during_the_last_epochs_evaluation_still_stops_the_run(
         data_dir, tmp_path, monkeypatch):
-    real_mean_objective, calls = minivae.train.mean_objective, [0]
+    real_mean_measures, calls = minivae.train.mean_measures, [0]
 
-    def interrupted_mean_objective(*args, **kwargs):
+    def interrupted_mean_measures(*args, **kwargs):
         calls[0] += 1
         if calls[0] == 1:          # Ctrl-C while epoch 1 (the last) is being evaluated
             os.kill(os.getpid(), signal.SIGINT)
-        return real_mean_objective(*args, **kwargs)
-    monkeypatch.setattr(minivae.train, "mean_objective", interrupted_mean_objective)
+        return real_mean_measures(*args, **kwargs)
+    monkeypatch.setattr(minivae.train, "mean_measures", interrupted_mean_measures)
     with pytest.raises(KeyboardInterrupt):
         quiet_train(tiny(data_dir, epochs=1), tmp_path)
     monkeypatch.undo()
