@@ -266,9 +266,15 @@ def check_applies(given):
             raise ValueError(f"--{name.replace('_', '-')} does not apply to --objective "
                              f"{bound}; it applies to --objective {BOUND_OF[name]}")
     decoder = given.get("decoder") or MODELS[model].default_decoder
+    if decoder not in LIKELIHOODS:
+        return   # the decoder field's own check names the choices
     if "intensities" in given and LIKELIHOODS[decoder].pixels != "continuous":
         raise ValueError(f"--intensities applies to continuous pixels (a gaussian or squared "
                          f"decoder), not to --decoder {decoder}")
+    for name in ("variance", "logvar_floor"):
+        if name in given and decoder != "gaussian":
+            raise ValueError(f"--{name.replace('_', '-')} applies to --decoder gaussian, not to "
+                             f"--decoder {decoder}")
 
 
 def fields_of(section):

@@ -234,6 +234,8 @@ def test_iwae_run_reports_its_bound_above_its_elbo(data_dir, tmp_path, capsys):
     ({"objective": "iwae", "warmup": 1.0}, "--warmup does not apply to --objective iwae"),
     ({"model": "ae", "beta": 0.5}, "--beta does not apply to --model ae"),
     ({"intensities": "dequantized"}, "--intensities applies to continuous pixels"),
+    ({"variance": "pixel"}, "--variance applies to --decoder gaussian, not to --decoder bernoulli"),
+    ({"decoder": "squared", "logvar_floor": -5.0}, "--logvar-floor applies to --decoder gaussian"),
 ])
 def test_flags_that_do_not_apply_are_refused_in_one_line(given, message):
     with pytest.raises(ValueError, match=message):
