@@ -294,3 +294,20 @@ def test_conditional_inputs_carry_the_one_hot_label(data_dir):
     assert np.array_equal(test[:, dataset.dim:].argmax(axis=1), dataset.test_labels[:4])
     with pytest.raises(ValueError, match=r"labels must lie in 0..2 for 3 classes, found 0..9"):
         one_hot(dataset.train_labels, 3)
+
+
+def test_a_checkpoint_with_the_old_single_elbo_sum_still_loads_as_the_objectives_sum(
+        data_dir, tmp_path):
+    from minivae.checkpoint import save_checkpoint
+    from minivae.runs import RunDir
+    quiet(tiny(data_dir, epochs=1), tmp_path / "run")
+    path = tmp_path / "run" / "checkpoint.npz"
+    params, optimizer_state, meta, order = load_checkpoint(path)
+    position = {k: v for k, v in meta["position"].items() if k != "sums"}
+    meta["position"] = {**position, "step": 1, "elbo_sum": -123.5}    # as written before "sums"
+    save_checkpoint(path, params, optimizer_state, meta, np.arange(300))
+    assert RunDir.of(tmp_path / "run").load().position["sums"] == {"elbo": -123.5}
+    meta["position"] = {**position, "sums": {"elbo": float("nan")}}
+    save_checkpoint(path, params, optimizer_state, meta, order)
+    with pytest.raises(ValueError, match="'sums' must map names to finite numbers"):
+        RunDir.of(tmp_path / "run").load()
