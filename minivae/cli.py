@@ -106,7 +106,8 @@ def _parser():
     evaluate.add_argument("--k", type=_number("positive int"), default=1000,
                           help="importance samples K")
     evaluate.add_argument("--limit", type=_number("positive int"), default=None,
-                          help="evaluate only the first LIMIT test images")
+                          help="evaluate only the first LIMIT test images (the active "
+                               "units are counted on them too)")
     evaluate.add_argument("--seed", type=_number("int >= 0"), default=0,
                           help="seed of the evaluation's random draws")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -249,7 +250,8 @@ def _evaluate(args):
                                     np.random.default_rng([args.seed, 1]), k=args.k,
                                     progress=b.update)
     print(f"test images          {count}")
-    bits = data.bits_per_dim(log_px, model.x_dim) if inputs.dequantized else None
+    bits = data.bits_per_dim(log_px, model.x_dim) \
+        if inputs.dequantized and log_px is not None else None
     active = active_units(model, inputs.test_batches(limit=count)).count \
         if model.has_prior else None
     _summary({**{f"test_{name}": value for name, value in measures.items()},
@@ -296,6 +298,9 @@ def _plot(args):
                   and not (w in ("samples", "activity") and not model.has_prior)
                   and not (w == "classes" and not model.classes)
                   and not (w == "curves" and not run.metrics.is_file())]
+    elif args.what == "manifold" and model.classes:
+        raise ValueError("manifold: not drawn for a conditional model, whose decoder also reads "
+                         "the label; use --what classes")
     if any(PLOTS[w] for w in wanted):
         inputs, labels = _test_inputs(trained)
     for what in wanted:

@@ -265,6 +265,8 @@ def check_applies(given):
         if BOUND_OF.get(name, bound) != bound:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to --objective "
                              f"{bound}; it applies to --objective {BOUND_OF[name]}")
+    if "warmup_start" in given and not given.get("warmup"):
+        raise ValueError("--warmup-start applies to a warm-up: give --warmup EPOCHS too")
     decoder = given.get("decoder") or MODELS[model].default_decoder
     if decoder not in LIKELIHOODS:
         return   # the decoder field's own check names the choices

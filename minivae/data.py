@@ -203,9 +203,11 @@ def dequantize(images, rng, dtype):
     """
     _require_uint8(images)
     u = rng.random(images.shape, dtype=dtype)
-    # in dtype, and never 1: float32 (255 + u) / 256 can round up to 1.0
     x = (images.astype(dtype) + u) / dtype(LEVELS)
-    return np.minimum(x, np.nextafter(dtype(1), dtype(0)))
+    # pixel + u can round up to pixel + 1 in float32: keep x below its cell's top,
+    # (pixel + 1) / 256, which is exact in any float type
+    top = (images.astype(dtype) + dtype(1)) / dtype(LEVELS)
+    return np.minimum(x, np.nextafter(top, dtype(0)))
 
 
 def bits_per_dim(log_px, dim):
