@@ -203,8 +203,9 @@ def _summary(result):
     if result.get("bits_per_dim") is not None:
         print(f"bits per dimension   {result['bits_per_dim']:.3f} (of the 256-level pixels)")
     if result.get("active_units") is not None:
+        from minivae.activity import THRESHOLD
         print(f"active units         {result['active_units']} of {result['latent']} "
-              f"(Cov_x E_q[z_u] > 0.01)")
+              f"(Cov_x E_q[z_u] > {THRESHOLD:g})")
 
 
 def _load(path):

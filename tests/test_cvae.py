@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from minivae import data, plots
-from minivae.cli import main
 from minivae.config import Config
 from minivae.evaluate import mean_objective
 from minivae.gradcheck import gradcheck
@@ -17,6 +16,7 @@ from minivae.models import MODELS
 from minivae.objectives import ELBO, elbo
 from minivae.runs import RunDir
 from minivae.train import train
+from tests.test_cli import run as run_cli
 
 D, J, C = 6, 2, 3
 
@@ -119,15 +119,6 @@ def test_the_class_grid_holds_each_column_s_z_fixed_and_varies_the_class_by_row(
 # ---------------------------------------------------------------- a tiny run
 
 FLAGS = ["--latent", "2", "--hidden", "8", "--epochs", "1", "--no-progress", "--k", "2"]
-
-
-def run_cli(argv, capsys):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
