@@ -2,11 +2,14 @@
 
 The modules, from the bottom up:
     kernels        the loops that do the arithmetic (Numba, and NumPy's SIMD ufuncs)
+    family_kernels the loops of the Laplace and logistic posteriors (section 2.4)
     numba_cache    where Numba caches the compiled kernels (a per-user place if need be)
     autograd       Tensor and reverse-mode backward
     ops            differentiable ops, each derivative beside its forward
-    distributions  fused Bernoulli/Gaussian log-densities, KL, reparameterization
+    distributions  fused Bernoulli/Gaussian log-densities, KL, reparameterization, and the
+                   Laplace and logistic densities and samplers of section 2.4
     gradcheck      the engine's gradients against finite differences
+    posteriors     the families q(z|x) of section 2.4: Gaussian, Laplace, logistic
     nn             MLPs: hidden layers and one affine head per output
     likelihoods    p(x|z): Bernoulli, Gaussian and sum of squares; the pixels each models
     models         the model contract (models.base) and the registry: the VAE, the
@@ -33,7 +36,8 @@ gradcheck): Tensor, the ops and gradcheck.  Importing it loads nothing else.
 """
 from minivae.autograd import OPS, Tensor, no_grad
 from minivae.distributions import (bernoulli_log_prob, gaussian_kl, gaussian_log_prob,
-                                   reparameterize)
+                                   laplace_log_prob, location_scale, location_scale_kl,
+                                   logistic_inverse_cdf, logistic_log_prob, reparameterize)
 from minivae.gradcheck import GradcheckError, gradcheck
 from minivae.ops import (abs, add, astype, concatenate, div, exp, getitem, linear, log, logsumexp,
                          matmul, mean, mul, neg, pow, relu, reshape, sigmoid, softplus, split,
@@ -42,6 +46,8 @@ from minivae.ops import (abs, add, astype, concatenate, div, exp, getitem, linea
 __version__ = "0.1.0"
 __all__ = ["OPS", "Tensor", "no_grad", "gradcheck", "GradcheckError",
            "bernoulli_log_prob", "gaussian_kl", "gaussian_log_prob", "reparameterize",
+           "laplace_log_prob", "location_scale", "location_scale_kl", "logistic_inverse_cdf",
+           "logistic_log_prob",
            "abs", "add", "astype", "concatenate", "div", "exp", "getitem", "linear", "log",
            "logsumexp", "matmul", "mean", "mul", "neg", "pow", "relu", "reshape", "sigmoid",
            "softplus", "split", "sqrt", "sub", "sum", "tanh", "transpose"]

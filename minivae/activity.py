@@ -11,6 +11,7 @@ Its share of the KL term (Appendix B, one term of the sum over j)
 
     KL_u = -1/2 (1 + logvar_u - mu_u^2 - exp(logvar_u))
 
+(for a Gaussian q; another family's closed form for another, `posteriors`)
 is then about 0 nats, while an active one spends nats on carrying x.
 `active_units` measures both on a stream of batches; `collapse_warning`
 says so in one line when fewer than half of the dimensions are active.
@@ -72,15 +73,16 @@ def active_units(model, batches, threshold=THRESHOLD):
         for x in batches:   # the model checks x's shape: a conditional one reads labels too
             if len(x) == 0:
                 continue
-            mu, logvar = (t.data.astype(np.float64) for t in model.posterior(x))
+            mu, scale = (t.data.astype(np.float64) for t in model.posterior(x))
             b, batch_mean = len(mu), mu.mean(axis=0)
             delta = batch_mean - mean
             # Chan et al. (1979): merge (n, mean, m2) with the batch's own
             mean = mean + delta * (b / (n + b))
             m2 = m2 + ((mu - batch_mean) ** 2).sum(axis=0) + delta ** 2 * (n * b / (n + b))
             n += b
-            # KL_u summed over the batch, Appendix B term by term
-            kl_sum = kl_sum + 0.5 * (np.exp(logvar) + mu ** 2 - logvar - 1.0).sum(axis=0)
+            # KL_u summed over the batch: the family's KL of the transposed (J, B)
+            # rows sums each dimension over the datapoints
+            kl_sum = kl_sum + model.q.kl(mu.T, scale.T).data
     if n == 0:
         raise ValueError("active units: no datapoints were given")
     return LatentActivity(activity=m2 / n, kl=kl_sum / n, threshold=float(threshold), images=n)

@@ -29,6 +29,7 @@ from minivae.nn import ACTIVATIONS, INITS
 from minivae.objectives import (ELBO, ESTIMATORS, IWAE, KLWarmUp, MaskedReconstruction,
                                 Reconstruction, WeightedELBO)
 from minivae.optim import OPTIMIZERS
+from minivae.posteriors import POSTERIORS
 
 PRESETS = Path(__file__).parent / "presets"
 DTYPES = tuple(d.name for d in SUPPORTED_DTYPES)
@@ -105,6 +106,9 @@ class ModelConfig(Section):
                                        "(default: none)", "number", optional=True)
     classes: int = _field(10, "classes of the label y a cvae is conditioned on",
                           "positive int")
+    posterior: str = _field("gaussian", "the family of q(z|x) (section 2.4): gaussian, as "
+                                        "in the paper; laplace (location-scale) or logistic "
+                                        "(inverse CDF)", choices=tuple(POSTERIORS))
 
     def __post_init__(self):
         if self.decoder is None and self.model in MODELS:

@@ -1,11 +1,18 @@
-"""The VAE's distributions as fused, differentiable ops (Appendix B and C).
+"""The VAE's distributions as fused, differentiable ops (Appendix B and C,
+and the reparameterizable families of section 2.4).
 
 Each op runs one Numba kernel forward and one backward, over 2-D inputs
 of shape (n, d): n datapoints (or samples) of dimension d.  The
 log-densities and the KL sum over d and return one value per row, (n,),
 as the per-datapoint terms of the ELBO.
+
+The Gaussian is parameterized by its mean and log-variance, as in the
+paper; Laplace(mu, b) and logistic(mu, s) by their location and log-scale.
+`posteriors` assembles them into the families q(z|x) a VAE can use.
 """
-from minivae import kernels
+import numpy as np
+
+from minivae import family_kernels, kernels
 from minivae.autograd import as_tensors, node, op
 
 
@@ -76,6 +83,93 @@ def reparameterize(mu, logvar, eps):
     z, sigma = kernels.reparameterize(mu.data, logvar.data, eps.data)
 
     def vjp(g):  # dz/dmu = 1, dz/dlogvar = eps sigma / 2, dz/deps = sigma
-        g_logvar, g_eps = kernels.reparameterize_grad(sigma, eps.data, g)
+        g_logvar, g_eps = kernels.reparameterize_grad(sigma, eps.data, g, sigma.dtype.type(0.5))
         return g, g_logvar, g_eps
     return node(z, (mu, logvar, eps), vjp, "reparameterize")
+
+
+@op
+def location_scale(mu, logscale, eps):
+    """z = mu + b * eps with b = exp(logscale): (n, j) x3 -> (n, j).
+
+    Section 2.4's location-scale route: eps is drawn from the family's
+    standard member (loc 0, scale 1; e.g. Laplace(0, 1)) outside the graph,
+    and z then follows the family with location mu and scale b.
+    """
+    mu, logscale, eps = _rows("location_scale", mu=mu, logscale=logscale, eps=eps)
+    z, scale = family_kernels.location_scale(mu.data, logscale.data, eps.data)
+
+    def vjp(g):  # dz/dmu = 1, dz/dlogscale = eps b, dz/deps = b
+        g_logscale, g_eps = kernels.reparameterize_grad(scale, eps.data, g, scale.dtype.type(1))
+        return g, g_logscale, g_eps
+    return node(z, (mu, logscale, eps), vjp, "location_scale")
+
+
+@op
+def location_scale_kl(mu, logscale, entropy, variance):
+    """KL(q || N(0, I)) per row, (n, j) x2 -> (n,), for the location-scale family
+    q = mu + exp(logscale) eps whose standard member eps has differential
+    `entropy` and `variance` (floats):
+
+        KL = sum_j 1/2 log 2 pi - entropy - log b_j + 1/2 (mu_j^2 + variance b_j^2).
+
+    Against the N(0, I) prior only E_q[z^2] = mu^2 + variance b^2 and the
+    entropy of q enter, so estimator B (eq. 7) works for every such family:
+    Laplace (entropy 1 + log 2, variance 2), logistic (2, pi^2 / 3), and the
+    Gaussian of Appendix B (1/2 log(2 pi e), 1) with logscale = logvar / 2.
+    """
+    if not (np.isfinite(entropy) and np.isfinite(variance) and variance > 0):
+        raise ValueError(f"location_scale_kl: expected a finite entropy and a variance > 0, "
+                         f"got {entropy} and {variance}")
+    mu, logscale = _rows("location_scale_kl", mu=mu, logscale=logscale)
+    kl, scale2 = family_kernels.location_scale_kl(mu.data, logscale.data, entropy, variance)
+    v = mu.dtype.type(variance)
+
+    def vjp(g):  # dKL/dmu = mu, dKL/dlogscale = variance b^2 - 1
+        return family_kernels.location_scale_kl_grad(mu.data, scale2, v, g)
+    return node(kl, (mu, logscale), vjp, "location_scale_kl")
+
+
+@op
+def laplace_log_prob(z, mu, logscale):
+    """log Laplace(z; mu, b) = sum_j -(log 2b_j + |z_j - mu_j| / b_j) per row with
+    b = exp(logscale): (n, d) x3 -> (n,).  Its derivative in z and mu is
+    taken as 0 where z = mu (the subgradient of |.| at its kink)."""
+    z, mu, logscale = _rows("laplace_log_prob", z=z, mu=mu, logscale=logscale)
+    log_p, inv_scale = family_kernels.laplace_log_prob(z.data, mu.data, logscale.data)
+
+    def vjp(g):  # see family_kernels.laplace_log_prob_grad for the three derivatives
+        return family_kernels.laplace_log_prob_grad(z.data, mu.data, inv_scale, g)
+    return node(log_p, (z, mu, logscale), vjp, "laplace_log_prob")
+
+
+@op
+def logistic_inverse_cdf(mu, logscale, u):
+    """z = F^-1(u; mu, s) = mu + s log(u / (1 - u)) with s = exp(logscale):
+    (n, j) x3 -> (n, j), u in (0, 1).
+
+    Section 2.4's inverse-CDF route: with u ~ U(0, 1) drawn outside the
+    graph, z follows Logistic(mu, s), and gradients flow to mu and logscale.
+    """
+    mu, logscale, u = _rows("logistic_inverse_cdf", mu=mu, logscale=logscale, u=u)
+    if not np.all((u.data > 0) & (u.data < 1)):
+        raise ValueError("logistic_inverse_cdf: u must lie strictly between 0 and 1")
+    z, scale, logit = family_kernels.logistic_inverse_cdf(mu.data, logscale.data, u.data)
+
+    def vjp(g):  # dz/dmu = 1, dz/dlogscale = s logit(u), dz/du = s / (u (1 - u))
+        g_u = g * scale / (u.data * (1 - u.data)) if u.requires_grad else None
+        return g, g * scale * logit, g_u
+    return node(z, (mu, logscale, u), vjp, "logistic_inverse_cdf")
+
+
+@op
+def logistic_log_prob(z, mu, logscale):
+    """log Logistic(z; mu, s) = sum_j -(log s_j + t_j + 2 log(1 + e^-t_j)) per row,
+    t = (z - mu) / s, s = exp(logscale): (n, d) x3 -> (n,); computed from |t|,
+    so it is exact however far z lies from mu."""
+    z, mu, logscale = _rows("logistic_log_prob", z=z, mu=mu, logscale=logscale)
+    log_p, t, e, inv_scale = family_kernels.logistic_log_prob(z.data, mu.data, logscale.data)
+
+    def vjp(g):  # see family_kernels.logistic_log_prob_grad for the three derivatives
+        return family_kernels.logistic_log_prob_grad(t, e, inv_scale, g)
+    return node(log_p, (z, mu, logscale), vjp, "logistic_log_prob")

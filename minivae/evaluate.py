@@ -9,7 +9,7 @@ number of datapoints scored after each minibatch.
 import numpy as np
 
 from minivae.autograd import no_grad
-from minivae.objectives import ELBO, iwae_bound, log_weights
+from minivae.objectives import ELBO, iwae_bound, log_weights, noise
 
 
 def mean_per_datapoint(score, batches, progress=None):
@@ -75,8 +75,7 @@ def importance_sampled_log_px(model, x, rng, k, chunk_rows=20000):
     log_sum = np.full(len(x), -np.inf)
     for start in range(0, k, per_chunk):
         size = min(per_chunk, k - start)
-        eps = rng.standard_normal((size, len(x), model.latent), dtype=model.dtype)
-        chunk = iwae_bound(log_weights(model, x, eps)).data.astype(np.float64)
+        chunk = iwae_bound(log_weights(model, x, noise(model, size, x, rng))).data.astype(np.float64)
         log_sum = np.logaddexp(log_sum, chunk + np.log(size))
     return log_sum - np.log(k)
 

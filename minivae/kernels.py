@@ -13,6 +13,9 @@ in benchmarks/RESULTS.md:
 - the arithmetic around them is fused by Numba into one pass over memory,
   which numpy would spread over several passes and temporary arrays.
 
+The kernels of the Laplace and logistic posteriors (section 2.4) are in
+`family_kernels`, written the same way.
+
 Numba kernels are compiled on first use for the dtype they are given and
 cached on disk (``cache=True``; in a per-user directory when the package's
 own is not writable, see `numba_cache`), so a second process loads them.
@@ -272,11 +275,11 @@ def reparameterize(mu, logvar, eps):
     """z = mu + sigma * eps with sigma = exp(logvar / 2), elementwise on (n, j)
     (eq. 10); returns z and sigma, which the derivative reuses."""
     sigma = np.exp(logvar * logvar.dtype.type(0.5))
-    return _mu_plus_sigma_eps(mu, sigma, eps), sigma
+    return mu_plus_sigma_eps(mu, sigma, eps), sigma
 
 
 @njit(cache=True, error_model="numpy")
-def _mu_plus_sigma_eps(mu, sigma, eps):
+def mu_plus_sigma_eps(mu, sigma, eps):
     n, m = mu.shape
     z = np.empty_like(mu)
     for i in range(n):
@@ -286,17 +289,18 @@ def _mu_plus_sigma_eps(mu, sigma, eps):
 
 
 @njit(cache=True, error_model="numpy")
-def reparameterize_grad(sigma, eps, g):
-    """(g dz/dlogvar, g dz/deps) = (g eps sigma / 2, g sigma); dz/dmu = 1."""
+def reparameterize_grad(sigma, eps, g, slope):
+    """(g dz/dlog, g dz/deps) = (g slope eps sigma, g sigma) for z = mu + sigma eps
+    with sigma = exp(slope * log): slope 1/2 for a log-variance, 1 for a log-scale;
+    dz/dmu = 1.  `slope` is a scalar of sigma's dtype."""
     n, m = sigma.shape
-    half = sigma.dtype.type(0.5)
-    g_logvar = np.empty_like(sigma)
+    g_log = np.empty_like(sigma)
     g_eps = np.empty_like(sigma)
     for i in range(n):
         for j in range(m):
             g_eps[i, j] = g[i, j] * sigma[i, j]
-            g_logvar[i, j] = half * g_eps[i, j] * eps[i, j]
-    return g_logvar, g_eps
+            g_log[i, j] = slope * g_eps[i, j] * eps[i, j]
+    return g_log, g_eps
 
 
 # ---------------------------------------------------------------- optimizer updates

@@ -2,8 +2,10 @@
 
 The model computes densities; this module combines them into bounds, per
 datapoint.  With eps (L, B, J) ~ N(0, I) drawn outside the graph and
-z_l = mu + sigma * eps_l (eq. 10):
+z_l = mu + sigma * eps_l (eq. 10), or the noise and sampler of another family
+of q(z|x) (`posteriors`, section 2.4):
 
+    noise          eps (L, B, J), drawn for the model's family of q(z|x)
     log_weights    log p(x, z_l) - log q(z_l|x), (L, B): the terms every
                    bound here is made of
     elbo           estimator A (eq. 6), their mean over l, or estimator B
@@ -36,7 +38,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from minivae.corruptions import patch_mask
-from minivae.distributions import gaussian_kl, gaussian_log_prob, reparameterize
 from minivae.ops import abs, concatenate, logsumexp
 
 ESTIMATORS = ("A", "B")
@@ -62,7 +63,7 @@ def _samples(model, x, eps):
                          f"{model.latent}) for x of shape {x.shape}")
     mu, logvar = model.posterior(x)
     mu_L, logvar_L = (t if L == 1 else concatenate([t] * L) for t in (mu, logvar))
-    z = reparameterize(mu_L, logvar_L, eps.reshape(L * B, J))   # eq. 10
+    z = model.q.sample(mu_L, logvar_L, eps.reshape(L * B, J))   # eq. 10
     x_L = x if L == 1 else np.tile(x, (L, 1))
     return mu, logvar, mu_L, logvar_L, z, x_L
 
@@ -71,7 +72,7 @@ def _log_terms(model, x, eps):
     """log p(x|z_l) and log p(z_l) - log q(z_l|x), each (L * B,): what
     estimator A and the importance-weighted bounds add up."""
     _, _, mu_L, logvar_L, z, x_L = _samples(model, x, eps)
-    log_prior_over_q = model.log_prior(z) - gaussian_log_prob(z, mu_L, logvar_L)
+    log_prior_over_q = model.log_prior(z) - model.q.log_prob(z, mu_L, logvar_L)
     return model.log_px_given_z(x_L, z), log_prior_over_q
 
 
@@ -117,7 +118,7 @@ def weighted_elbo(model, x, eps, estimator="B", beta=1.0):
         return (log_px + beta * log_prior_over_q).reshape(L, B).mean(axis=0), bound
     mu, logvar, _, _, z, x_L = _samples(model, x, eps)
     log_px = model.log_px_given_z(x_L, z).reshape(L, B).mean(axis=0)
-    kl = gaussian_kl(mu, logvar)                 # eq. 7, Appendix B
+    kl = model.q.kl(mu, logvar)                  # eq. 7, Appendix B
     bound = log_px - kl
     return (bound if beta == 1 else log_px - beta * kl), bound
 
@@ -132,9 +133,10 @@ def iwae_bound(log_w):
     return logsumexp(log_w, axis=0) - float(np.log(log_w.shape[0]))
 
 
-def _eps(model, samples, x, rng):
-    """eps (L, B, J) ~ N(0, I) in the model's dtype, drawn from rng."""
-    return rng.standard_normal((samples, len(x), model.latent), dtype=model.dtype)
+def noise(model, samples, x, rng):
+    """eps (L, B, J) in the model's dtype, drawn from rng: N(0, I) for the
+    Gaussian q(z|x), its family's noise (`posteriors`) for another."""
+    return model.q.noise(rng, (samples, len(x), model.latent), model.dtype)
 
 
 def _check_samples(samples, what):
@@ -156,7 +158,7 @@ class ELBO(Objective):
 
     def __call__(self, model, x, rng):
         """The bound per datapoint, (B,), with eps (L, B, J) ~ N(0, I) drawn from rng."""
-        return elbo(model, x, _eps(model, self.samples, x, rng), self.estimator)
+        return elbo(model, x, noise(model, self.samples, x, rng), self.estimator)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ class WeightedELBO(ELBO):
 
     def measure(self, model, x, rng):
         """The weighted objective (B,) and {objective, elbo: (B,) arrays} from one pass."""
-        eps = _eps(model, self.samples, x, rng)
+        eps = noise(model, self.samples, x, rng)
         value, bound = weighted_elbo(model, x, eps, self.estimator, self.beta)
         return value, {self.key: value.data, "elbo": bound.data}
 
@@ -228,7 +230,7 @@ class IWAE(Objective):
 
     def measure(self, model, x, rng):
         """L_k (B,) and {iwae, elbo: (B,) arrays} from one set of k samples."""
-        log_w = log_weights(model, x, _eps(model, self.samples, x, rng))
+        log_w = log_weights(model, x, noise(model, self.samples, x, rng))
         value = iwae_bound(log_w)
         return value, {self.key: value.data, "elbo": log_w.mean(axis=0).data}
 

@@ -156,6 +156,36 @@ def spec_reparameterize(data):
     return mv.reparameterize, [mu, values(data, mu.shape, -2.0, 2.0), eps]
 
 
+def spec_location_scale(data):
+    mu, eps = rows(data, 2)
+    return mv.location_scale, [mu, values(data, mu.shape, -2.0, 2.0), eps]
+
+
+def spec_location_scale_kl(data):
+    # the standard member's entropy and variance: any real and positive pair
+    entropy, variance = data.draw(st.floats(-2.0, 3.0)), data.draw(st.floats(0.2, 4.0))
+    (mu,) = rows(data, 1)
+    return (lambda m, s: mv.location_scale_kl(m, s, entropy, variance)), \
+        [mu, values(data, mu.shape, -2.0, 2.0)]
+
+
+def spec_laplace_log_prob(data):
+    z, mu = rows(data, 2)
+    assume(np.all(np.abs(z - mu) > 1e-3))   # |z - mu|'s kink
+    return mv.laplace_log_prob, [z, mu, values(data, z.shape, -2.0, 2.0)]
+
+
+def spec_logistic_inverse_cdf(data):
+    (mu,) = rows(data, 1)
+    return mv.logistic_inverse_cdf, [mu, values(data, mu.shape, -2.0, 2.0),
+                                     values(data, mu.shape, 0.05, 0.95)]
+
+
+def spec_logistic_log_prob(data):
+    z, mu = rows(data, 2)
+    return mv.logistic_log_prob, [z, mu, values(data, z.shape, -2.0, 2.0)]
+
+
 SPECS = {
     "add": spec_binary(mv.add),
     "sub": spec_binary(mv.sub),
@@ -186,6 +216,11 @@ SPECS = {
     "gaussian_log_prob": spec_gaussian_log_prob,
     "gaussian_kl": spec_gaussian_kl,
     "reparameterize": spec_reparameterize,
+    "location_scale": spec_location_scale,
+    "location_scale_kl": spec_location_scale_kl,
+    "laplace_log_prob": spec_laplace_log_prob,
+    "logistic_inverse_cdf": spec_logistic_inverse_cdf,
+    "logistic_log_prob": spec_logistic_log_prob,
 }
 
 # The float32 round trip of `astype` is flat below float32's resolution.

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivae import kernels
+from minivae import family_kernels, kernels
 from minivae.kernels import ACTIVATIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -372,7 +372,7 @@ def test_reparameterize_grad_is_g_eps_sigma_over_2_and_g_sigma(shape, dtype):
     mu, logvar = draw(rng, shape, dtype), draw(rng, shape, dtype)
     eps, g = draw(rng, shape, dtype), draw(rng, shape, dtype)
     _, sigma = kernels.reparameterize(mu, logvar, eps)
-    glogvar, geps = kernels.reparameterize_grad(sigma, eps, g)
+    glogvar, geps = kernels.reparameterize_grad(sigma, eps, g, dtype(0.5))
     assert_float_array(glogvar, dtype, shape)
     assert_float_array(geps, dtype, shape)
     lv64, eps64, g64 = f64(logvar, eps, g)
@@ -387,7 +387,8 @@ def test_reparameterize_is_finite_and_right_at_logvar_plus_minus_50(dtype):
     logvar = np.array([[50.0, -50.0]], dtype)
     eps = np.array([[2.0, 2.0]], dtype)
     z, sigma = kernels.reparameterize(mu, logvar, eps)
-    glogvar, geps = kernels.reparameterize_grad(sigma, eps, np.ones((1, 2), dtype))
+    glogvar, geps = kernels.reparameterize_grad(sigma, eps, np.ones((1, 2), dtype),
+                                                dtype(0.5))
     e25 = 72004899337.38586  # e^25, sigma at logvar 50
     for array in (z, sigma, glogvar, geps):
         assert np.all(np.isfinite(array))
@@ -395,6 +396,130 @@ def test_reparameterize_is_finite_and_right_at_logvar_plus_minus_50(dtype):
     assert_close(sigma, [[e25, np.exp(-25)]], dtype)
     assert_close(geps, [[e25, np.exp(-25)]], dtype)
     assert_close(glogvar, [[e25, np.exp(-25)]], dtype)  # g eps sigma / 2 with eps = 2
+
+
+# ---------------------------------------------------------------- section 2.4's other families
+
+def laplace_log_prob_ref(z, mu, logscale):
+    """log of the density exp(-|z - mu| / b) / (2 b), summed."""
+    b = np.exp(logscale)
+    return np.sum(np.log(np.exp(-np.abs(z - mu) / b) / (2 * b)), axis=1)
+
+
+def logistic_log_prob_ref(z, mu, logscale):
+    """log of the density sigmoid'(t) / s = e^-t / (s (1 + e^-t)^2), t = (z - mu) / s, summed."""
+    s = np.exp(logscale)
+    t = (z - mu) / s
+    return np.sum(np.log(np.exp(-t) / (s * (1 + np.exp(-t)) ** 2)), axis=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_location_scale_is_mu_plus_b_eps_and_its_grad_g_eps_b_and_g_b(shape, dtype):
+    rng = np.random.default_rng(shape[0] * 10 + shape[1] + 8)
+    mu, logscale, eps, g = (draw(rng, shape, dtype) for _ in range(4))
+    z, scale = family_kernels.location_scale(mu, logscale, eps)
+    glogscale, geps = kernels.reparameterize_grad(scale, eps, g, dtype(1))
+    for array in (z, scale, glogscale, geps):
+        assert_float_array(array, dtype, shape)
+    mu64, ls64, eps64, g64 = f64(mu, logscale, eps, g)
+    assert_close(z, mu64 + np.exp(ls64) * eps64, dtype)
+    assert_close(glogscale, g64 * eps64 * np.exp(ls64), dtype)
+    assert_close(geps, g64 * np.exp(ls64), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_location_scale_kl_with_the_gaussian_constants_is_appendix_b(shape, dtype):
+    # N(0, 1) has entropy 1/2 log(2 pi e) and variance 1; its log-scale is logvar / 2
+    rng = np.random.default_rng(shape[0] * 10 + shape[1] + 9)
+    mu, logvar, g = draw(rng, shape, dtype), draw(rng, shape, dtype), draw(rng, (shape[0],), dtype)
+    kl, scale2 = family_kernels.location_scale_kl(mu, logvar / 2, 0.5 * np.log(2 * np.pi * np.e), 1.0)
+    assert_float_array(kl, dtype, (shape[0],))
+    mu64, lv64, g64 = f64(mu, logvar, g)
+    assert_close(kl, gaussian_kl_ref(mu64, lv64), dtype)
+    assert_close(scale2, np.exp(lv64), dtype)
+    gmu, glogscale = family_kernels.location_scale_kl_grad(mu, scale2, dtype(1), g)
+    assert_close(gmu, g64[:, None] * mu64, dtype)
+    assert_close(glogscale, g64[:, None] * (np.exp(lv64) - 1), dtype)   # d/dlogscale = 2 d/dlogvar
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_laplace_log_prob_and_its_grad_equal_the_density_and_hand_derivatives(shape, dtype):
+    rng = np.random.default_rng(shape[0] * 10 + shape[1] + 10)
+    z, mu, g = draw(rng, shape, dtype), draw(rng, shape, dtype), draw(rng, (shape[0],), dtype)
+    logscale = draw(rng, shape, dtype, -2.0, 2.0)
+    log_p, inv_scale = family_kernels.laplace_log_prob(z, mu, logscale)
+    assert_float_array(log_p, dtype, (shape[0],))
+    z64, mu64, ls64, g64 = f64(z, mu, logscale, g)
+    assert_close(log_p, laplace_log_prob_ref(z64, mu64, ls64), dtype)
+    grads = family_kernels.laplace_log_prob_grad(z, mu, inv_scale, g)
+    b, g64 = np.exp(ls64), g64[:, None]
+    expected = [-g64 * np.sign(z64 - mu64) / b, g64 * np.sign(z64 - mu64) / b,
+                g64 * (np.abs(z64 - mu64) / b - 1)]
+    for actual, want in zip(grads, expected):
+        assert_float_array(actual, dtype, shape)
+        assert_close(actual, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_laplace_log_prob_grad_takes_the_subgradient_0_at_the_kink(dtype):
+    z = np.array([[0.5, 0.5]], dtype)
+    g_z, g_mu, g_logscale = family_kernels.laplace_log_prob_grad(z, z.copy(), np.ones((1, 2), dtype),
+                                                          np.ones(1, dtype))
+    assert np.all(g_z == 0) and np.all(g_mu == 0)
+    assert_close(g_logscale, [[-1.0, -1.0]], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_logistic_inverse_cdf_is_mu_plus_s_logit_u_and_returns_s_and_logit_u(shape, dtype):
+    rng = np.random.default_rng(shape[0] * 10 + shape[1] + 11)
+    mu, logscale = draw(rng, shape, dtype), draw(rng, shape, dtype, -2.0, 2.0)
+    u = draw(rng, shape, dtype, 0.01, 0.99)
+    z, scale, logit = family_kernels.logistic_inverse_cdf(mu, logscale, u)
+    mu64, ls64, u64 = f64(mu, logscale, u)
+    s = np.exp(ls64)
+    for actual, want in ((z, mu64 + s * np.log(u64 / (1 - u64))), (scale, s),
+                         (logit, np.log(u64 / (1 - u64)))):
+        assert_float_array(actual, dtype, shape)
+        assert_close(actual, want, dtype)
+    # F(z) = sigmoid((z - mu) / s) returns u: z is the inverse CDF's
+    assert_close(sigmoid_ref((np.asarray(z, np.float64) - mu64) / s), u64, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_logistic_log_prob_and_its_grad_equal_the_density_and_hand_derivatives(shape, dtype):
+    rng = np.random.default_rng(shape[0] * 10 + shape[1] + 12)
+    z, mu, g = draw(rng, shape, dtype), draw(rng, shape, dtype), draw(rng, (shape[0],), dtype)
+    logscale = draw(rng, shape, dtype, -1.0, 1.0)
+    log_p, t, e, inv_scale = family_kernels.logistic_log_prob(z, mu, logscale)
+    assert_float_array(log_p, dtype, (shape[0],))
+    z64, mu64, ls64, g64 = f64(z, mu, logscale, g)
+    assert_close(log_p, logistic_log_prob_ref(z64, mu64, ls64), dtype)
+    grads = family_kernels.logistic_log_prob_grad(t, e, inv_scale, g)
+    s, g64 = np.exp(ls64), g64[:, None]
+    h = np.tanh((z64 - mu64) / s / 2)   # -d log p / dt
+    expected = [-g64 * h / s, g64 * h / s, g64 * ((z64 - mu64) / s * h - 1)]
+    for actual, want in zip(grads, expected):
+        assert_float_array(actual, dtype, shape)
+        assert_close(actual, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logistic_log_prob_is_finite_and_right_far_in_the_tails(dtype):
+    # |t| = 200: e^200 overflows float32 and e^-2t underflows; by hand the
+    # log-density is -(log s + |t| + 2 log(1 + e^-|t|)) = -200 with s = 1
+    z = np.array([[200.0], [-200.0]], dtype)
+    log_p, t, e, inv_scale = family_kernels.logistic_log_prob(z, np.zeros_like(z), np.zeros_like(z))
+    g_z, g_mu, g_logscale = family_kernels.logistic_log_prob_grad(t, e, inv_scale, np.ones(2, dtype))
+    for array in (log_p, g_z, g_mu, g_logscale):
+        assert np.all(np.isfinite(array))
+    assert_close(log_p, [-200.0, -200.0], dtype)
+    assert_close(g_z[:, 0], [-1.0, 1.0], dtype)          # -tanh(t / 2) = -sign(t)
+    assert_close(g_logscale[:, 0], [199.0, 199.0], dtype)  # |t| - 1
 
 
 # ---------------------------------------------------------------- extreme activations
@@ -484,18 +609,28 @@ def nan_at_0_0(dtype, shape=(2, 3), seed=0):
     return a
 
 
+def kernel(name):
+    """The kernel called `name`, from `kernels` or `family_kernels`."""
+    return getattr(kernels, name, None) or getattr(family_kernels, name)
+
+
 def ok(dtype, shape=(2, 3), seed=1):
     return np.random.default_rng(seed).uniform(0.1, 0.9, shape).astype(dtype)
 
 
 ROW_KERNELS_WITH_NAN = [  # kernel, arguments as (dtype) -> tuple, one NaN at [0, 0], and
-    # whether the elementwise output (x - sigmoid, sigma^2, 1/sigma^2) depends on that input
+    # whether the first elementwise output (x - sigmoid, sigma^2, 1/sigma^2, 1/b, t) depends
+    # on that input
     ("bernoulli_log_prob", lambda t: (ok(t), nan_at_0_0(t)), True),
     ("bernoulli_log_prob", lambda t: (nan_at_0_0(t), ok(t)), True),
     ("gaussian_kl", lambda t: (nan_at_0_0(t), ok(t)), False),
     ("gaussian_kl", lambda t: (ok(t), nan_at_0_0(t)), True),
     ("gaussian_log_prob", lambda t: (nan_at_0_0(t), ok(t), ok(t, seed=2)), False),
     ("gaussian_log_prob", lambda t: (ok(t), ok(t, seed=2), nan_at_0_0(t)), True),
+    ("laplace_log_prob", lambda t: (nan_at_0_0(t), ok(t), ok(t, seed=2)), False),
+    ("laplace_log_prob", lambda t: (ok(t), ok(t, seed=2), nan_at_0_0(t)), True),
+    ("logistic_log_prob", lambda t: (nan_at_0_0(t), ok(t), ok(t, seed=2)), True),
+    ("logistic_log_prob", lambda t: (ok(t), ok(t, seed=2), nan_at_0_0(t)), True),
 ]
 
 
@@ -503,7 +638,7 @@ ROW_KERNELS_WITH_NAN = [  # kernel, arguments as (dtype) -> tuple, one NaN at [0
 @pytest.mark.parametrize("name,args,elementwise_sees_it", ROW_KERNELS_WITH_NAN,
                          ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(ROW_KERNELS_WITH_NAN)])
 def test_row_reductions_turn_a_nan_into_a_nan_row(name, args, elementwise_sees_it, dtype):
-    rows, elementwise = getattr(kernels, name)(*args(dtype))
+    rows, elementwise = kernel(name)(*args(dtype))[:2]
     assert np.isnan(rows[0]) and np.isfinite(rows[1])
     assert np.isnan(elementwise[0, 0]) == elementwise_sees_it
     assert np.all(np.isfinite(elementwise.ravel()[1:]))   # only [0, 0] can be NaN
@@ -513,7 +648,11 @@ ELEMENTWISE_KERNELS_WITH_NAN = [
     ("gaussian_kl_grad", lambda t: (nan_at_0_0(t), nan_at_0_0(t), np.ones(2, t))),
     ("gaussian_log_prob_grad", lambda t: (nan_at_0_0(t), ok(t), nan_at_0_0(t), np.ones(2, t))),
     ("reparameterize", lambda t: (ok(t), nan_at_0_0(t), ok(t))),
-    ("reparameterize_grad", lambda t: (nan_at_0_0(t), ok(t), np.ones((2, 3), t))),
+    ("reparameterize_grad", lambda t: (nan_at_0_0(t), ok(t), np.ones((2, 3), t), t(0.5))),
+    ("location_scale", lambda t: (ok(t), nan_at_0_0(t), ok(t))),
+    ("location_scale_kl_grad", lambda t: (nan_at_0_0(t), nan_at_0_0(t), t(2), np.ones(2, t))),
+    ("laplace_log_prob_grad", lambda t: (nan_at_0_0(t), ok(t), nan_at_0_0(t), np.ones(2, t))),
+    ("logistic_log_prob_grad", lambda t: (nan_at_0_0(t), nan_at_0_0(t), ok(t), np.ones(2, t))),
     ("matmul_loop", lambda t: (nan_at_0_0(t), ok(t, (3, 2)))),
 ]
 
@@ -522,7 +661,7 @@ ELEMENTWISE_KERNELS_WITH_NAN = [
 @pytest.mark.parametrize("name,args", ELEMENTWISE_KERNELS_WITH_NAN,
                          ids=[n for n, _ in ELEMENTWISE_KERNELS_WITH_NAN])
 def test_elementwise_kernels_turn_a_nan_into_nan_outputs(name, args, dtype):
-    out = getattr(kernels, name)(*args(dtype))
+    out = kernel(name)(*args(dtype))
     for array in out if isinstance(out, tuple) else (out,):
         assert np.isnan(array[0, 0]), name
         assert np.all(np.isfinite(array[1:])), name  # the other row is untouched
@@ -648,7 +787,7 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
     import numpy as np
     from numba import njit
     from numba.core.registry import CPUDispatcher
-    from minivae import kernels as K
+    from minivae import family_kernels as F, kernels as K
 
     f = np.float32
     a, b, v = np.ones((3, 4), f), np.ones((4, 2), f), np.ones(3, f)
@@ -662,8 +801,14 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
         "gaussian_kl_grad": lambda: K.gaussian_kl_grad(a, a, v),
         "_gaussian_rows": lambda: K.gaussian_log_prob(a, a, a),
         "gaussian_log_prob_grad": lambda: K.gaussian_log_prob_grad(a, a, a, v),
-        "_mu_plus_sigma_eps": lambda: K.reparameterize(a, a, a),
-        "reparameterize_grad": lambda: K.reparameterize_grad(a, a, a),
+        "mu_plus_sigma_eps": lambda: K.reparameterize(a, a, a),
+        "reparameterize_grad": lambda: K.reparameterize_grad(a, a, a, f(0.5)),
+        "_location_scale_kl_rows": lambda: F.location_scale_kl(a, a, 1.5, 2.0),
+        "location_scale_kl_grad": lambda: F.location_scale_kl_grad(a, a, f(2), v),
+        "_laplace_rows": lambda: F.laplace_log_prob(a, a, a),
+        "laplace_log_prob_grad": lambda: F.laplace_log_prob_grad(a, a, a, v),
+        "_logistic_rows": lambda: F.logistic_log_prob(a, a, a),
+        "logistic_log_prob_grad": lambda: F.logistic_log_prob_grad(a, a, a, v),
         # hyperparameters as the optimizers pass them: Python floats and an int step
         "sgd_update": lambda: K.sgd_update(a.copy(), a, a.copy(), 0.1, 0.9, 1e-4, 0.5),
         "adagrad_update": lambda: K.adagrad_update(a.copy(), a, a.copy(), 0.02, 1e-8, 1e-4, 0.5),
@@ -743,10 +888,12 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
             "loop_float_ops": sum(len(float_code.findall(l)) for l in loops),
         }
 
-    report = {"dispatchers": [n for n, k in vars(K).items() if isinstance(k, CPUDispatcher)],
+    dispatchers = {n: k for module in (K, F) for n, k in vars(module).items()
+                   if isinstance(k, CPUDispatcher)}
+    report = {"dispatchers": list(dispatchers),
               "called": list(calls), "widening_control": report_for(widening_control)}
-    for name in report["dispatchers"]:
-        report[name] = report_for(getattr(K, name))
+    for name, k in dispatchers.items():
+        report[name] = report_for(k)
     json.dump(report, sys.stdout)
 """)
 
@@ -768,7 +915,9 @@ def float32_ir(tmp_path_factory):
 # arithmetic and `double_code` does not match it, so SGD and Adagrad are held
 # to the full check.
 KERNEL_NAMES = ["matmul_loop", "_activate_slope", "activate_grad", "_bernoulli_rows", "_kl_rows", "gaussian_kl_grad", "_gaussian_rows",
-                "gaussian_log_prob_grad", "_mu_plus_sigma_eps", "reparameterize_grad",
+                "gaussian_log_prob_grad", "mu_plus_sigma_eps", "reparameterize_grad",
+                "_location_scale_kl_rows", "location_scale_kl_grad", "_laplace_rows",
+                "laplace_log_prob_grad", "_logistic_rows", "logistic_log_prob_grad",
                 "sgd_update", "adagrad_update"]
 # Adam also computes its bias-corrected step size lr / (1 - beta1^t) and
 # 1 / sqrt(1 - beta2^t) in double, once per call before the loop (1 - 0.999
@@ -815,10 +964,10 @@ def test_float32_optimizer_loop_computes_in_float32(name, float32_ir):
 
 CACHE_SCRIPT = textwrap.dedent("""
     import numpy as np
-    from minivae import kernels as K
+    from minivae import family_kernels as F, kernels as K
     a = np.ones((2, 3))
     K.reparameterize(a, a, a)
-    stats = K._mu_plus_sigma_eps.stats
+    stats = K.mu_plus_sigma_eps.stats
     print("hits", sum(stats.cache_hits.values()), "misses", sum(stats.cache_misses.values()))
 """)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "minivae"
-ENGINE = {"minivae", "minivae.kernels", "minivae.numba_cache", "minivae.autograd", "minivae.ops",
+ENGINE = {"minivae", "minivae.kernels", "minivae.family_kernels", "minivae.numba_cache",
+          "minivae.autograd", "minivae.ops",
           "minivae.distributions", "minivae.gradcheck"}
 MAX_LINES = 400
 

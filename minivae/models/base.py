@@ -27,7 +27,10 @@ Every model:
                            the data must be binary or continuous
 
 Latent-variable models (has_prior is True) add:
-    posterior(x)           (mu, logvar) of q(z|x) = N(mu, diag(exp(logvar))), each (B, J)
+    q                      q(z|x)'s family (`posteriors`): its noise, sample (eq. 10),
+                           log_prob and KL to N(0, I), from the encoder's two outputs
+    posterior(x)           those outputs, each (B, J): the mean mu and log-variance
+                           logvar of each q(z_j|x), e.g. q(z|x) = N(mu, diag(exp(logvar)))
     log_px_given_z(x, z)   (B,): log p(x|z)
     log_prior(z)           (B,): log p(z)
     sample_x(z, rng)       an array (B, D): x ~ p(x|z)
@@ -57,6 +60,7 @@ class Model(Protocol):
 @runtime_checkable
 class LatentVariableModel(Model, Protocol):
     """A model with a prior p(z), a decoder p(x|z) and an encoder q(z|x)."""
+    q: object
     recognition: tuple
     generative: tuple
 

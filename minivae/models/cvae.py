@@ -4,6 +4,7 @@ A VAE of x given a condition y, here the class label as a one-hot vector of
 C entries.  y enters both networks:
 
     q(z|x, y) = N(z; mu, diag(exp(logvar))),  the encoder reads [x, y]
+                                               (or another family, `posteriors`)
     p(x|z, y),                                 the decoder reads [z, y]
     p(z) = N(0, I),                            the prior does not depend on y
 

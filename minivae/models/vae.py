@@ -1,9 +1,10 @@
 """The variational autoencoder of Kingma & Welling (2013), Appendix C.
 
-An MLP encoder q(z|x) = N(z; mu, diag(exp(logvar))), an MLP decoder p(x|z),
-Bernoulli (binary x) or Gaussian (continuous x), and the prior
-p(z) = N(0, I).  The model only computes densities; the bounds it is
-trained on (estimators A and B, eq. 6 and 7) live in `objectives`.
+An MLP encoder q(z|x) = N(z; mu, diag(exp(logvar))), or another family
+of section 2.4 (`posteriors`), an MLP decoder p(x|z), Bernoulli (binary x)
+or Gaussian (continuous x), and the prior p(z) = N(0, I).  The model only
+computes densities; the bounds it is trained on (estimators A and B, eq. 6
+and 7) live in `objectives`.
 """
 import numpy as np
 
@@ -11,10 +12,15 @@ from minivae.autograd import Tensor, checked_dtype
 from minivae.distributions import gaussian_log_prob
 from minivae.likelihoods import likelihood
 from minivae.nn import MLP
+from minivae.posteriors import POSTERIORS
 
 
 class VAE:
     """Encoder x -> (mu, logvar) and decoder z -> p(x|z), as MLPs.
+
+    `posterior` names q(z|x)'s family in `posteriors.POSTERIORS`: 'gaussian'
+    (the paper's, the default), 'laplace' or 'logistic'; the family object is
+    `q`, and the encoder's heads are mu and logvar for each.
 
     `hidden` lists the widths of the encoder's hidden layers (the decoder
     mirrors them); `decoder` names the likelihood, 'bernoulli' (the
@@ -25,12 +31,17 @@ class VAE:
     """
     has_prior = True
     classes = 0    # C, the size of a one-hot condition y appended to x and z (`cvae`)
-    options = ("latent", "hidden", "decoder", "activation", "init", "variance", "logvar_floor")
+    options = ("latent", "hidden", "decoder", "activation", "init", "variance", "logvar_floor",
+               "posterior")
     default_decoder = "bernoulli"
 
     def __init__(self, x_dim=784, hidden=(500,), latent=20, decoder=None,
                  activation="tanh", init="normal", variance="output", logvar_floor=None,
-                 dtype=np.float32, rng=None):
+                 posterior="gaussian", dtype=np.float32, rng=None):
+        if posterior not in POSTERIORS:
+            raise ValueError(f"VAE: unknown posterior {posterior!r}; expected one of "
+                             f"{', '.join(POSTERIORS)}")
+        self.q = POSTERIORS[posterior]
         self.likelihood = likelihood(decoder or self.default_decoder, "VAE", variance,
                                      logvar_floor)
         self.x_dim, self.hidden, self.latent = x_dim, tuple(hidden), latent
@@ -54,7 +65,8 @@ class VAE:
         return list(self.params.items())
 
     def posterior(self, x):
-        """q(z|x): x (B, D) -> mu (B, J), logvar (B, J)   (Appendix C.2)."""
+        """q(z|x): x (B, D) -> mu (B, J), logvar (B, J): the mean and log-variance of
+        each q(z_j|x) (Appendix C.2; for another family, see `posteriors`)."""
         return self.encoder(self.params, x)
 
     def code(self, x):
