@@ -3,6 +3,7 @@
     minivae train                      the paper's MNIST model on the embedded data
     minivae train --config PRESET      a named setup (minivae/presets), flags override it
     minivae evaluate RUN_OR_CKPT       test ELBO, importance-sampled log p(x), active units
+    minivae evaluate RUN --gaps 100    and the approximation and amortization gaps
     minivae sample RUN_OR_CKPT         a PNG grid of samples from the prior
     minivae sample RUN --digit 7       a conditional model's samples of one class
     minivae plot RUN_OR_CKPT           figures: manifold, latent scatter, reconstructions,
@@ -111,6 +112,21 @@ def _parser():
     evaluate.add_argument("--seed", type=_number("int >= 0"), default=0,
                           help="seed of the evaluation's random draws")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gaps = evaluate.add_argument_group(
+        "inference gaps (Cremer, Li & Duvenaud 2018): the ELBO of each image's own "
+        "q(z|x_i), optimized from the encoder's output with the decoder fixed")
+    gaps.add_argument("--gaps", metavar="N", nargs="?", const=100, default=None,
+                      type=_number("positive int"),
+                      help="measure log p(x), the local and the encoder's ELBO and the "
+                           "approximation and amortization gaps on the first N test images "
+                           "(N = 100 when --gaps is given alone), each from --k samples; "
+                           "draws gaps.png into the run directory")
+    gaps.add_argument("--gap-steps", metavar="STEPS", type=_number("positive int"), default=500,
+                      help="Adam steps of each image's local optimization")
+    gaps.add_argument("--gap-samples", metavar="L", type=_number("positive int"), default=10,
+                      help="eps samples L per datapoint in each local step")
+    gaps.add_argument("--gap-lr", metavar="LR", type=_number("positive number"), default=1e-2,
+                      help="learning rate of the local Adam, falling linearly to 0")
 
     sample = commands.add_parser("sample", help="write samples from the prior as a PNG grid",
                                  formatter_class=defaults)
@@ -230,8 +246,11 @@ def _evaluate(args):
     from minivae.activity import active_units
     from minivae import data
     from minivae.evaluate import log_likelihood, mean_measures, reconstruction_error
-    _, trained = _load(args.checkpoint)
+    run, trained = _load(args.checkpoint)
     model, config = trained.model, trained.config
+    if args.gaps and not model.has_prior:
+        raise ValueError(f"--gaps needs a model with a posterior q(z|x) (vae or cvae); this "
+                         f"run's {config.model.model} has none")
     objective = config.objective.build(config.model.model, trained.image_shape)
     inputs, _ = _test_inputs(trained)
     count = min(args.limit or len(inputs.test), len(inputs.test))
@@ -260,6 +279,29 @@ def _evaluate(args):
               "bits_per_dim": bits, "active_units": active, "latent": model.latent,
               "classes": model.classes,
               "k": args.k, "key": objective.key, "label": objective.label})
+    if args.gaps:
+        _gaps(args, run, model, inputs)
+
+
+def _gaps(args, run, model, inputs):
+    """Measure and print the inference gaps of the first --gaps test images; draw gaps.png."""
+    from minivae import plots
+    from minivae.gaps import measure_gaps
+    x = np.concatenate(list(inputs.test_batches(limit=args.gaps)))
+    print(f"inference gaps on {len(x)} test images: {args.gap_steps} local Adam steps "
+          f"(L={args.gap_samples}, lr {args.gap_lr:g}), K={args.k} samples for each bound")
+    gaps = measure_gaps(model, x, np.random.default_rng([args.seed, 2]), args.gap_steps,
+                        args.gap_samples, args.gap_lr, args.k)
+    for name, (mean, across, mc) in gaps.summary().items():
+        name = name.replace("p(x)", "p(x|y)") if model.classes else name   # conditional
+        print(f"{name:<21s}{mean:.2f} nats  +- {across:.2f} across images, "
+              f"+- {mc:.3f} Monte Carlo")
+    print(f"log p(x) proposal    q* on {gaps.by_local.sum()} of {len(x)} images, the encoder's "
+          f"q on the rest (the larger L_K of the two)")
+    path = run.figure("gaps")
+    existed = path.exists()
+    plots.inference_gaps(gaps, path)
+    _wrote(path, existed, "ELBO of each image during its local optimization")
 
 
 def _wrote(path, existed, what):

@@ -21,7 +21,7 @@ DPI = 100
 SIZES = {"manifold": (800, 800), "latent_scatter": (800, 700), "reconstructions": (1000, 300),
          "image_rows": (1000, 320),
          "samples": (700, 700), "learning_curves": (800, 500), "latent_animation": (600, 600),
-         "latent_activity": (800, 600), "class_grid": (740, 720)}
+         "latent_activity": (800, 600), "class_grid": (740, 720), "inference_gaps": (800, 500)}
 GRIDS = ("normal", "uniform")
 
 
@@ -115,7 +115,7 @@ def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28), labels
     """The first n images of x (B, D) above their reconstructions E[x|z].
 
     z = mu, the encoder mean, by default (a clean picture of what the code
-    keeps); with a random generator `rng`, z = mu + sigma * eps is sampled
+    keeps); with a random generator `rng`, z ~ q(z|x) is sampled, mu + sigma * eps
     (eq. 10) as in training.  Rows of 10 pairs: input row, reconstruction row.
     A conditional model reads the images' `labels` (B,) too: E[x|z, y].
     """
@@ -127,9 +127,8 @@ def reconstructions(model, x, path, n=10, rng=None, image_shape=(28, 28), labels
     with no_grad():
         z = model.code(x).data
         if rng is not None:
-            _, logvar = model.posterior(x)
-            eps = rng.standard_normal(z.shape, dtype=model.dtype)
-            z = z + np.exp(0.5 * logvar.data) * eps
+            mu, scale = model.posterior(x)
+            z = model.q.sample(mu, scale, model.q.noise(rng, z.shape, model.dtype)).data
     inputs = x[:, :model.x_dim].reshape(n, *image_shape)
     outputs = _decode(model, z, image_shape, labels)
     cols = min(n, 10)
@@ -287,6 +286,38 @@ def latent_activity(activity, path):
     bottom.set(ylabel="mean KL$(q(z_u|x)\\,\\|\\,p(z_u))$ (nats)",
                xlabel="latent dimension u, sorted by $A_u$")
     bottom.set_xticks(ranks, order, fontsize=8, rotation=90 if a.latent > 24 else 0)
+    return _save(fig, path)
+
+
+def inference_gaps(gaps, path, bins=30):
+    """The local optimization of each q(z|x_i) with the decoder fixed (`gaps.Gaps`),
+    drawn like Bishop's figs. 19.2.2-3: the ELBO less the datapoint's log p(x),
+    one thin line per datapoint and their mean in bold, rising from the
+    encoder's ELBO towards log p(x) (0).  Each step's L-sample estimate is
+    noisy, so the trace (steps, N) is averaged within `bins` log-spaced bins
+    of steps: step 1 alone, the last steps by the dozen."""
+    steps = len(gaps.trace)
+    starts = np.unique(np.geomspace(1, steps, bins + 1)[:-1].astype(int)) - 1   # 0, 1, ...
+    sizes = np.diff(np.append(starts, steps))
+    trace = np.add.reduceat(gaps.trace - gaps.log_px, starts, axis=0) / sizes[:, None]
+    at = starts + (sizes + 1) / 2                                            # bin centre, from 1
+    fig, ax = _figure("inference_gaps")
+    ax.plot(at, trace, color="0.5", lw=0.6, alpha=0.3)
+    ax.plot(at, trace.mean(axis=1), color="C0", lw=3, zorder=3, label="mean over datapoints")
+    encoder, local = (float(np.mean(v - gaps.log_px)) for v in (gaps.encoder_elbo,
+                                                                gaps.local_elbo))
+    ax.axhline(0.0, color="k", lw=1.2, label=f"log p(x), importance-sampled (K={gaps.k})")
+    ax.axhline(local, color="C2", ls="--", lw=1.5,
+               label=f"local optimum L[q*]: approximation gap {-local:.2f}")
+    ax.axhline(encoder, color="C3", ls=":", lw=2,
+               label=f"encoder L[$q_\\phi$]: amortization gap {local - encoder:.2f}")
+    low = min(np.percentile(trace[0], 10), encoder)        # a few bad encodings off-scale
+    ax.set_ylim(low - 0.1 * abs(low), max(0.05 * abs(low), 0.5))
+    ax.set(xscale="log", xlabel="step of the local optimization (Adam on $\\mu_i$, $s_i$)",
+           ylabel="ELBO $-$ log p(x) per datapoint (nats)",
+           title=f"Each image's own q(z|x) from the encoder's start: {trace.shape[1]} images")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
     return _save(fig, path)
 
 

@@ -297,3 +297,58 @@ def test_plot_what_activity_writes_the_latent_activity_figure(trained, capsys):
     assert str(path) in out
     width, height = plots.SIZES["latent_activity"]
     assert matplotlib.image.imread(path).shape[:2] == (height, width)
+
+
+# ---------------------------------------------------------------- inference gaps
+
+GAP_LINE = r"^{} +{} nats  \+- {} across images, \+- {} Monte Carlo$"
+
+
+def test_evaluate_gaps_prints_three_bounds_and_two_gaps_and_draws_gaps_png(trained, capsys):
+    run_dir = trained[0]
+    code, out, err = run(["evaluate", run_dir, "--k", "40", "--limit", "5", "--gaps", "5",
+                          "--gap-steps", "5", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "inference gaps on 5 test images" in out
+    values = {}
+    for name in ("log p(x)", "local ELBO", "encoder ELBO", "approximation gap",
+                 "amortization gap"):
+        line = re.search(GAP_LINE.format(re.escape(name), NUMBER, NUMBER, NUMBER), out, re.M)
+        assert line, out
+        values[name] = float(line.group(1))
+    # each gap is the difference of the printed bounds (each rounded to 0.01)
+    assert abs(values["approximation gap"] - (values["log p(x)"] - values["local ELBO"])) < 0.011
+    assert abs(values["amortization gap"] - (values["local ELBO"] - values["encoder ELBO"])) \
+        < 0.011
+    path = run_dir / "gaps.png"
+    assert str(path) in out
+    width, height = plots.SIZES["inference_gaps"]
+    assert matplotlib.image.imread(path).shape[:2] == (height, width)
+
+
+def test_evaluate_help_states_the_gaps_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    code, out, _ = run(["evaluate", "--help"], capsys)
+    entries = help_entries(out)
+    assert code == 0 and "N = 100" in entries["--gaps"]
+    assert all(flag in entries for flag in ("--gap-steps", "--gap-samples", "--gap-lr"))
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--gaps", "0"], ["--gaps", "0"]),
+    (["--gaps", "5", "--gap-steps", "0"], ["--gap-steps", "0"]),
+    (["--gaps", "5", "--gap-lr", "-1"], ["--gap-lr"]),
+    (["--gaps", "5", "--k", "3"], ["k", "at least 20", "got 3"]),
+])
+def test_bad_gaps_flags_are_a_one_line_error(trained, capsys, flags, words):
+    code, _, err = run(["evaluate", trained[0], "--limit", "5", "--no-progress", *flags], capsys)
+    assert_one_line_error(code, err, *words)
+
+
+def test_gaps_on_a_model_without_a_posterior_is_a_one_line_error(data_dir, tmp_path, capsys):
+    code, _, err = run(["train", "--model", "ae", "--data", data_dir, "--out", tmp_path / "ae",
+                        *TINY_FLAGS, "--no-figures"], capsys)
+    assert code == 0, err
+    code, out, err = run(["evaluate", tmp_path / "ae", "--gaps", "5", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "--gaps", "posterior", "ae")
+    assert out == ""      # refused before any evaluation

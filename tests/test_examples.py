@@ -5,6 +5,7 @@ check of its output.  A test fails if a script in examples/ has no entry, so
 no example can rot untested.
 """
 import ast
+import math
 import os
 import re
 import subprocess
@@ -154,6 +155,50 @@ def check_active_units(stdout, out):
     check_png(out, "activity.png", stdout)
 
 
+def check_posterior_families(stdout, out):
+    rows = re.findall(rf"^(\w+) +(location-scale|inverse CDF) +({NUMBER}) \(({NUMBER})\) \| "
+                      rf"+({NUMBER}) +({NUMBER}) \(({NUMBER})\) \| +({NUMBER})$", stdout, re.M)
+    assert [r[0] for r in rows] == ["gaussian", "laplace", "logistic"], stdout
+    for _, _, *values in rows:
+        mc_mu, se_mu, exact_mu, mc_b, se_b, exact_b = map(float, values)
+        assert abs(mc_mu - exact_mu) < 5 * se_mu and abs(mc_b - exact_b) < 5 * se_b, stdout
+    scores = re.findall(rf"^(gaussian|laplace|logistic) +({NUMBER}) +({NUMBER})$", stdout, re.M)
+    assert [s[0] for s in scores] == ["gaussian", "laplace", "logistic"], stdout
+    for _, bound, log_px in scores:
+        assert math.isfinite(float(bound)) and float(bound) < float(log_px) + 1 < 1, stdout
+
+
+def check_score_function(stdout, out):
+    for title in ("at initialization", r"after 1 epoch\(s\) of training"):
+        assert re.search(rf"^{title}\n  ELBO of the minibatch -\d+\.\d+ nats per image$",
+                         stdout, re.M), stdout
+    rows = re.findall(rf"^ +(\d+) +({NUMBER}) +({NUMBER}) +({NUMBER}) +({NUMBER}|-) +"
+                      rf"({NUMBER}|-)$", stdout, re.M)
+    assert [L for L, *_ in rows] == ["1", "3", "1", "3"], stdout
+    for L, rp, sf, ratio, loo, loo_ratio in rows:
+        assert float(rp) > 0 and float(ratio) == pytest.approx(float(sf) / float(rp), rel=0.01)
+        assert float(ratio) > 1, "the score function's variance is the higher one"
+        assert (loo == "-") == (L == "1"), "leave-one-out needs L >= 2 and is shown for it"
+        if loo != "-":
+            assert float(loo_ratio) == pytest.approx(float(loo) / float(rp), rel=0.01)
+    check_png(out, "variance.png", stdout)
+
+
+def check_amortization_gap(stdout, out):
+    rows = re.findall(rf"^(log p\(x\)|local ELBO|encoder ELBO|approximation gap|amortization "
+                      rf"gap) +({NUMBER}) \+- {NUMBER}  \({NUMBER}\)$", stdout, re.M)
+    assert [name for name, _ in rows] == ["log p(x)", "local ELBO", "encoder ELBO",
+                                          "approximation gap", "amortization gap"], stdout
+    v = {name: float(value) for name, value in rows}
+    assert -1000 < v["encoder ELBO"] < v["local ELBO"] < 0, stdout   # the local q climbs
+    for gap, upper, lower in (("approximation gap", "log p(x)", "local ELBO"),
+                              ("amortization gap", "local ELBO", "encoder ELBO")):
+        assert abs(v[gap] - (v[upper] - v[lower])) < 0.011, stdout  # printed to 0.01
+    assert re.search(r"^q\* was the better proposal for log p\(x\) on \d+ of 10 images$",
+                     stdout, re.M), stdout
+    check_png(out, "gaps.png", stdout)
+
+
 def check_iwae_vs_elbo(stdout, out):
     rows = re.findall(rf"^(ELBO|IWAE, k=\d+) +({NUMBER}) +({NUMBER}) +({NUMBER}) +({NUMBER})$",
                       stdout, re.M)
@@ -219,6 +264,13 @@ EXAMPLES = {
     "kl_warmup": (["--epochs", "2", "--warmup", "2", "--train-images", "500"], check_kl_warmup),
     "conditional_vae": (["--epochs", "1", "--train-images", "500", "--out", "{out}"],
                         check_conditional_vae),
+    "score_function": (["--epochs", "1", "--train-images", "500", "--draws", "5", "--samples",
+                        "1", "3", "--batch-size", "20", "--out", "{out}"], check_score_function),
+    "amortization_gap": (["--epochs", "1", "--train-images", "500", "--images", "10",
+                          "--steps", "20", "--k", "100", "--out", "{out}"],
+                         check_amortization_gap),
+    "posterior_families": (["--epochs", "1", "--train-images", "500", "--test-images", "100"],
+                           check_posterior_families),
 }
 
 
