@@ -261,7 +261,7 @@ def kernel_cases(d):
              lambda: kernels.reparameterize(mu, lv, eps),
              lambda: np_reparameterize(mu, lv, eps)),
         Case("reparameterize_grad", "reparameterize_grad", mu.shape,
-             lambda: kernels.reparameterize_grad(sigma, eps, d["g_latent"]),
+             lambda: kernels.reparameterize_grad(sigma, eps, d["g_latent"], sigma.dtype.type(0.5)),
              lambda: np_reparameterize_grad(sigma, eps, d["g_latent"])),
     ]
     cases += optimizer_cases(d)

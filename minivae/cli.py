@@ -12,10 +12,8 @@
     minivae probe RUN_OR_CKPT          a linear probe of the code: softmax regression
                                        on the frozen codes, test accuracy
 
-The training flags are the fields of `config`: their names, defaults,
-choices and help come from there.
+`arguments` holds the grammar (subcommands, flags, help); this module runs it.
 """
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -23,141 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from minivae import config as cfg
-
-# what `minivae plot --what` can draw, and whether it needs the test data
-PLOTS = {"manifold": False, "scatter": True, "recon": True, "samples": False, "curves": False,
-         "activity": True, "classes": False}
-
-
-def _value_type(name, meta):
-    """An argparse type for config field `name`: text -> value, or a one-line error."""
-    convert, _, _ = cfg.KINDS[meta["kind"]]
-
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {cfg.KINDS[meta['kind']][2]}, got {text!r}") from None
-        try:
-            return cfg.check_value(name, value, {**meta, "many": False})
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-    return parse
-
-
-def _number(kind):
-    """An argparse type for a number of `kind` (a key of config.KINDS)."""
-    return _value_type("value", {"kind": kind, "choices": None, "optional": False})
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors on one line instead of the usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _add_config_flags(parser):
-    """One flag per config field, grouped by section; a flag that is not given
-    is absent from the parsed arguments, so a preset or a resumed run fills it."""
-    for section, cls in cfg.SECTIONS.items():
-        group = parser.add_argument_group(section)
-        for name, (_, f) in cfg.FLAGS.items():
-            if f.name not in cls.__dataclass_fields__:
-                continue
-            meta, default = f.metadata, cfg.default(name)
-            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-            help_text = meta["help"] + ("" if default is None else f" (default: {shown})")
-            group.add_argument(f"--{name.replace('_', '-')}", dest=name,
-                               default=argparse.SUPPRESS, nargs="+" if meta["many"] else None,
-                               choices=meta["choices"], help=help_text,
-                               type=None if meta["choices"] else _value_type(name, meta))
-
-
-def _parser():
-    parser = _Parser(
-        prog="minivae", description="Auto-Encoding Variational Bayes (Kingma & Welling, 2013) "
-                                    "in NumPy and Numba.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    defaults = argparse.ArgumentDefaultsHelpFormatter
-
-    train = commands.add_parser("train", help="train a VAE (defaults: the paper's MNIST setup)")
-    _add_config_flags(train)
-    io = train.add_argument_group("this invocation (may change when a run is resumed)")
-    io.add_argument("--config", metavar="PRESET", default=None,
-                    help="start from a preset: a name in minivae/presets (e.g. paper-mnist) "
-                         "or a JSON file of field -> value; flags given here override it")
-    io.add_argument("--out", default=None,
-                    help="run directory (default: runs/<date-time>, or the resumed run's)")
-    io.add_argument("--resume", default=None, metavar="RUN_OR_CKPT",
-                    help="continue a run exactly where it stopped, with its own settings")
-    io.add_argument("--k", type=_number("positive int"), default=100,
-                    help="importance samples for the log p(x) printed at the end (default: 100)")
-    io.add_argument("--max-minutes", type=_number("positive number"), default=None,
-                    help="stop after the last epoch that fits in this much wall time")
-    io.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    io.add_argument("--no-figures", action="store_true",
-                    help="do not draw recon.png, samples.png and latent.gif after each epoch")
-
-    evaluate = commands.add_parser(
-        "evaluate", help="test ELBO and importance-sampled log p(x) of a checkpoint",
-        formatter_class=defaults)
-    evaluate.add_argument("checkpoint", metavar="RUN_OR_CKPT")
-    evaluate.add_argument("--k", type=_number("positive int"), default=1000,
-                          help="importance samples K")
-    evaluate.add_argument("--limit", type=_number("positive int"), default=None,
-                          help="evaluate only the first LIMIT test images (the active "
-                               "units are counted on them too)")
-    evaluate.add_argument("--seed", type=_number("int >= 0"), default=0,
-                          help="seed of the evaluation's random draws")
-    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    gaps = evaluate.add_argument_group(
-        "inference gaps (Cremer, Li & Duvenaud 2018): the ELBO of each image's own "
-        "q(z|x_i), optimized from the encoder's output with the decoder fixed")
-    gaps.add_argument("--gaps", metavar="N", nargs="?", const=100, default=None,
-                      type=_number("positive int"),
-                      help="measure log p(x), the local and the encoder's ELBO and the "
-                           "approximation and amortization gaps on the first N test images "
-                           "(N = 100 when --gaps is given alone), each from --k samples; "
-                           "draws gaps.png into the run directory")
-    gaps.add_argument("--gap-steps", metavar="STEPS", type=_number("positive int"), default=500,
-                      help="Adam steps of each image's local optimization")
-    gaps.add_argument("--gap-samples", metavar="L", type=_number("positive int"), default=10,
-                      help="eps samples L per datapoint in each local step")
-    gaps.add_argument("--gap-lr", metavar="LR", type=_number("positive number"), default=1e-2,
-                      help="learning rate of the local Adam, falling linearly to 0")
-
-    sample = commands.add_parser("sample", help="write samples from the prior as a PNG grid",
-                                 formatter_class=defaults)
-    sample.add_argument("checkpoint", metavar="RUN_OR_CKPT")
-    sample.add_argument("--n", type=_number("positive int"), default=64,
-                        help="number of samples")
-    sample.add_argument("--out", default=None,
-                        help="PNG path (default: samples_seed<SEED>.png in the run)")
-    sample.add_argument("--seed", type=_number("int >= 0"), default=0, help="seed of z ~ N(0, I)")
-    sample.add_argument("--digit", type=_number("int >= 0"), default=None,
-                        help="a conditional model (cvae) draws this class y only; without "
-                             "it, its samples take the classes 0..C-1 in turn, one per column")
-
-    plot = commands.add_parser("plot", help="draw figures of a run as PNGs into its directory",
-                               formatter_class=defaults)
-    plot.add_argument("checkpoint", metavar="RUN_OR_CKPT")
-    plot.add_argument("--what", choices=tuple(PLOTS) + ("all",), default="all",
-                      help="which figure; 'all' draws every one that applies to the model")
-    plot.add_argument("--images", type=_number("positive int"), default=5000,
-                      help="test images in the latent scatter")
-    plot.add_argument("--seed", type=_number("int >= 0"), default=0, help="seed of z ~ N(0, I)")
-    plot.add_argument("--out", default=argparse.SUPPRESS,
-                      help="directory for the PNGs (default: the run directory)")
-
-    probe = commands.add_parser(
-        "probe", help="linear probe: softmax regression on the frozen codes of the training "
-                      "set, accuracy on the test set", formatter_class=defaults)
-    probe.add_argument("checkpoint", metavar="RUN_OR_CKPT")
-    probe.add_argument("--seed", type=_number("int >= 0"), default=0,
-                       help="seed of the probe's minibatch order")
-    return parser
+from minivae.arguments import GAP_DEFAULTS, PLOTS, parser
 
 
 def _train(args):
@@ -246,9 +110,10 @@ def _evaluate(args):
     from minivae.activity import active_units
     from minivae import data
     from minivae.evaluate import log_likelihood, mean_measures, reconstruction_error
+    gaps = _gap_settings(args)
     run, trained = _load(args.checkpoint)
     model, config = trained.model, trained.config
-    if args.gaps and not model.has_prior:
+    if gaps and not model.has_prior:
         raise ValueError(f"--gaps needs a model with a posterior q(z|x) (vae or cvae); this "
                          f"run's {config.model.model} has none")
     objective = config.objective.build(config.model.model, trained.image_shape)
@@ -279,25 +144,45 @@ def _evaluate(args):
               "bits_per_dim": bits, "active_units": active, "latent": model.latent,
               "classes": model.classes,
               "k": args.k, "key": objective.key, "label": objective.label})
-    if args.gaps:
-        _gaps(args, run, model, inputs)
+    if gaps:
+        _gaps(gaps, args, run, model, inputs)
 
 
-def _gaps(args, run, model, inputs):
-    """Measure and print the inference gaps of the first --gaps test images; draw gaps.png."""
+def _gap_settings(args):
+    """None without --gaps; with it, {"gaps": N, "gap_steps": ..., "gap_samples": ...,
+    "gap_lr": ...}, the flags not given at their defaults.  Refuses --gap-* without
+    --gaps, and a --k too small for the gaps' replicates, before any evaluation."""
+    from minivae.gaps import REPLICATES
+    given = {name: getattr(args, name) for name in GAP_DEFAULTS if hasattr(args, name)}
+    if not hasattr(args, "gaps"):
+        if given:
+            flag = "--" + next(iter(given)).replace("_", "-")
+            raise ValueError(f"{flag} sets up the inference gaps; expected it together with "
+                             f"--gaps")
+        return None
+    if args.k < REPLICATES:
+        raise ValueError(f"--gaps estimates each bound from {REPLICATES} independent "
+                         f"replicates; expected --k of at least {REPLICATES}, got {args.k}")
+    return {"gaps": args.gaps, **GAP_DEFAULTS, **given}
+
+
+def _gaps(settings, args, run, model, inputs):
+    """Measure and print the inference gaps of the first N test images; draw gaps.png."""
     from minivae import plots
     from minivae.gaps import measure_gaps
-    x = np.concatenate(list(inputs.test_batches(limit=args.gaps)))
-    print(f"inference gaps on {len(x)} test images: {args.gap_steps} local Adam steps "
-          f"(L={args.gap_samples}, lr {args.gap_lr:g}), K={args.k} samples for each bound")
-    gaps = measure_gaps(model, x, np.random.default_rng([args.seed, 2]), args.gap_steps,
-                        args.gap_samples, args.gap_lr, args.k)
+    steps, samples, lr = settings["gap_steps"], settings["gap_samples"], settings["gap_lr"]
+    x = np.concatenate(list(inputs.test_batches(limit=settings["gaps"])))
+    print(f"inference gaps on {len(x)} test images: {steps} local Adam steps "
+          f"(L={samples}, lr {lr:g}), K={args.k} samples for each bound")
+    gaps = measure_gaps(model, x, np.random.default_rng([args.seed, 2]), steps, samples, lr,
+                        args.k)
+    log_px = "log p(x|y)" if model.classes else "log p(x)"   # a conditional model
     for name, (mean, across, mc) in gaps.summary().items():
-        name = name.replace("p(x)", "p(x|y)") if model.classes else name   # conditional
-        print(f"{name:<21s}{mean:.2f} nats  +- {across:.2f} across images, "
+        spread = f"+- {across:.2f} across images" if len(x) > 1 else "(one image: no spread)"
+        print(f"{name.replace('log p(x)', log_px):<21s}{mean:.2f} nats  {spread}, "
               f"+- {mc:.3f} Monte Carlo")
-    print(f"log p(x) proposal    q* on {gaps.by_local.sum()} of {len(x)} images, the encoder's "
-          f"q on the rest (the larger L_K of the two)")
+    print(f"{log_px + ' proposal':<21s}q* on {gaps.by_local.sum()} of {len(x)} images, the "
+          f"encoder's q on the rest (the larger L_K of the two)")
     path = run.figure("gaps")
     existed = path.exists()
     plots.inference_gaps(gaps, path)
@@ -383,7 +268,7 @@ def main(argv=None):
     """Entry point of the `minivae` console script and `python -m minivae`."""
     from minivae.checkpoint import CheckpointError
     from minivae.train import TrainingError
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     command = {"train": _train, "evaluate": _evaluate, "sample": _sample,
                "plot": _plot, "probe": _probe}[args.command]
     try:

@@ -75,7 +75,8 @@ def importance_sampled_log_px(model, x, rng, k, chunk_rows=20000):
     log_sum = np.full(len(x), -np.inf)
     for start in range(0, k, per_chunk):
         size = min(per_chunk, k - start)
-        chunk = iwae_bound(log_weights(model, x, noise(model, size, x, rng))).data.astype(np.float64)
+        eps = noise(model, size, x, rng)
+        chunk = iwae_bound(log_weights(model, x, eps)).data.astype(np.float64)
         log_sum = np.logaddexp(log_sum, chunk + np.log(size))
     return log_sum - np.log(k)
 

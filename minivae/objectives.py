@@ -91,11 +91,12 @@ def log_weights(model, x, eps):
 def elbo(model, x, eps, estimator="B"):
     """The SGVB estimate of the lower bound L(theta, phi; x_i), per datapoint.
 
-    x (B, D) data in the model's dtype, eps (L, B, J) ~ N(0, I) -> (B,), in
-    nats.  Estimator A (eq. 6) averages log p(x, z_l) - log q(z_l|x) over the
-    L samples; estimator B (eq. 7) takes the KL term analytically
-    (Appendix B): -KL(q(z|x) || p(z)) + 1/L sum_l log p(x|z_l).  The
-    minibatch estimate of eq. 8 is N times the mean of this vector.
+    x (B, D) data in the model's dtype, eps (L, B, J) the noise of the
+    model's q(z|x) (`noise`) -> (B,), in nats.  Estimator A (eq. 6) averages
+    log p(x, z_l) - log q(z_l|x) over the L samples; estimator B (eq. 7)
+    takes the KL term analytically (Appendix B): -KL(q(z|x) || p(z)) +
+    1/L sum_l log p(x|z_l).  The minibatch estimate of eq. 8 is N times
+    the mean of this vector.
     """
     return weighted_elbo(model, x, eps, estimator)[1]
 
@@ -157,7 +158,7 @@ class ELBO(Objective):
         _check_samples(self.samples, "samples (L)")
 
     def __call__(self, model, x, rng):
-        """The bound per datapoint, (B,), with eps (L, B, J) ~ N(0, I) drawn from rng."""
+        """The bound per datapoint, (B,), with eps (L, B, J) drawn from rng (`noise`)."""
         return elbo(model, x, noise(model, self.samples, x, rng), self.estimator)
 
 

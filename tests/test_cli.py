@@ -331,18 +331,34 @@ def test_evaluate_help_states_the_gaps_default(capsys, monkeypatch):
     code, out, _ = run(["evaluate", "--help"], capsys)
     entries = help_entries(out)
     assert code == 0 and "N = 100" in entries["--gaps"]
-    assert all(flag in entries for flag in ("--gap-steps", "--gap-samples", "--gap-lr"))
+    for flag, default in (("--gap-steps", "500"), ("--gap-samples", "10"), ("--gap-lr", "0.01")):
+        assert f"(default: {default})" in entries[flag], entries[flag]
 
 
 @pytest.mark.parametrize("flags, words", [
     (["--gaps", "0"], ["--gaps", "0"]),
     (["--gaps", "5", "--gap-steps", "0"], ["--gap-steps", "0"]),
     (["--gaps", "5", "--gap-lr", "-1"], ["--gap-lr"]),
-    (["--gaps", "5", "--k", "3"], ["k", "at least 20", "got 3"]),
+    (["--gaps", "5", "--k", "3"], ["--k", "at least 20", "got 3"]),
+    (["--gap-steps", "5"], ["--gap-steps", "--gaps"]),
+    (["--gap-samples", "5"], ["--gap-samples", "--gaps"]),
+    (["--gap-lr", "0.1"], ["--gap-lr", "--gaps"]),
 ])
-def test_bad_gaps_flags_are_a_one_line_error(trained, capsys, flags, words):
-    code, _, err = run(["evaluate", trained[0], "--limit", "5", "--no-progress", *flags], capsys)
+def test_bad_gaps_flags_are_a_one_line_error_before_any_evaluation(trained, capsys, flags,
+                                                                   words):
+    code, out, err = run(["evaluate", trained[0], "--limit", "5", "--no-progress", *flags],
+                         capsys)
     assert_one_line_error(code, err, *words)
+    assert out == ""
+
+
+def test_gaps_of_one_image_print_no_spread_and_no_nan(trained, capsys):
+    code, out, err = run(["evaluate", trained[0], "--k", "20", "--limit", "1", "--gaps", "1",
+                          "--gap-steps", "3", "--no-progress"], capsys)
+    assert code == 0, err
+    gap_lines = out[out.index("inference gaps"):].splitlines()[1:6]
+    assert all("one image: no spread" in line for line in gap_lines), gap_lines
+    assert "nan" not in out.lower()
 
 
 def test_gaps_on_a_model_without_a_posterior_is_a_one_line_error(data_dir, tmp_path, capsys):

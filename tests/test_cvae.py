@@ -164,6 +164,14 @@ def test_plot_draws_the_class_grid_of_a_conditional_run(cvae_run, capsys):
     assert image.shape[:2] == plots.SIZES["class_grid"][::-1]
 
 
+def test_the_gaps_of_a_conditional_run_speak_of_log_p_x_given_y(cvae_run, capsys):
+    code, out, err = run_cli(["evaluate", cvae_run[0], "--k", "20", "--limit", "2", "--gaps",
+                              "2", "--gap-steps", "3", "--no-progress"], capsys)
+    assert code == 0, err
+    gaps = out[out.index("inference gaps"):]
+    assert gaps.count("log p(x|y)") == 2 and "log p(x)" not in gaps   # the bound and proposal
+
+
 def test_a_saved_cvae_computes_the_bound_the_trained_one_reported(cvae_run):
     run_dir, result = cvae_run
     trained = RunDir(run_dir).load()
