@@ -11,7 +11,7 @@ z = mu + s log(u / (1 - u)), u ~ U(0, 1)),
 2. that each trains: VAEs with the same architecture, data, seed and steps,
    one per family, scored by the test ELBO and the importance-sampled log p(x).
 
-Run:    PYTHONPATH=. python examples/posterior_families.py                 # ~3 min
+Run:    PYTHONPATH=. python examples/posterior_families.py                 # ~1.5 min
         PYTHONPATH=. python examples/posterior_families.py --epochs 1 --train-images 500
 """
 import argparse

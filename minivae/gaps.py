@@ -1,7 +1,7 @@
 """Amortized against per-datapoint inference: the gaps of Cremer, Li & Duvenaud (2018).
 
 Mean-field variational inference (Bishop 19.2.1) gives every datapoint x_i
-its own variational parameters lambda_i = (mu_i, s_i) and maximizes each
+its own variational parameters lambda_i = (mu_i, logvar_i) and maximizes each
 ELBO L(lambda_i; x_i) on its own; the VAE's encoder amortizes them,
 lambda_i = f_phi(x_i), one network for every x.  With the decoder p(x|z)
 held fixed, the distance from the encoder's ELBO to log p(x) splits in two:
@@ -13,9 +13,9 @@ q* is the best member of q's family for x_i alone, found by gradient ascent
 on lambda_i started at the encoder's output: the first gap is what the
 family cannot express, the second what one network for all x costs.
 
-    LocalPosterior     the model with q(z|x_i) from free (mu_i, s_i), so that
+    LocalPosterior     the model with q(z|x_i) from free (mu_i, logvar_i), so that
                        `objectives` and `evaluate` compute its bounds unchanged
-    optimize_locally   Adam on (mu_i, s_i) with the model frozen; the ELBO trace
+    optimize_locally   Adam on (mu_i, logvar_i) with the model frozen; the ELBO trace
     mc_elbo            the ELBO per datapoint and its Monte Carlo error
     mc_log_px          the importance-sampled log p(x) and its Monte Carlo error
     Gaps, measure_gaps all of it, per datapoint and averaged
@@ -35,23 +35,23 @@ REPLICATES, CHUNK_ROWS = 20, 20000   # the fewest independent estimates; decoder
 
 
 class LocalPosterior:
-    """`model` with q(z|x_i) = q(z; mu_i, s_i) from free parameters mu, s (N, J),
-    one row per datapoint, in place of its encoder.  It has what
+    """`model` with q(z|x_i) = q(z; mu_i, logvar_i) from free parameters mu and
+    logvar (N, J), one row per datapoint, in place of its encoder.  It has what
     `objectives.elbo`, `objectives.log_weights` and
     `evaluate.importance_sampled_log_px` read (posterior, q, latent, dtype,
     log_px_given_z, log_prior), so every bound of it is the model's own code."""
 
-    def __init__(self, model, mu, s):
-        self.model, self.mu, self.s = model, mu, s
+    def __init__(self, model, mu, logvar):
+        self.model, self.mu, self.logvar = model, mu, logvar
         self.q, self.latent, self.dtype = model.q, model.latent, model.dtype
         self.log_px_given_z, self.log_prior = model.log_px_given_z, model.log_prior
 
     def posterior(self, x):
-        """(mu, s) (N, J) for x (N, D), the N datapoints they belong to."""
+        """(mu, logvar) (N, J) for x (N, D), the N datapoints they belong to."""
         if len(x) != len(self.mu):
-            raise ValueError(f"local posterior: {len(self.mu)} rows of (mu, s), but x has "
+            raise ValueError(f"local posterior: {len(self.mu)} rows of (mu, logvar), but x has "
                              f"{len(x)} rows; expected the datapoints they were fitted to")
-        return self.mu, self.s
+        return self.mu, self.logvar
 
 
 @contextmanager
@@ -82,14 +82,14 @@ def _check_count(value, what):
 
 def optimize_locally(model, x, rng, steps=500, samples=10, lr=1e-2, estimator="B"):
     """lambda_i* = argmax_lambda L(lambda; x_i) for each row x_i of x (N, D), by
-    Adam on (mu_i, s_i) started at the encoder's output; the model is unchanged.
+    Adam on (mu_i, logvar_i) started at the encoder's output; the model is unchanged.
 
     Each step ascends the SGVB estimate (eq. 7, or eq. 6 for estimator A)
     with L = `samples` fresh eps from rng; the loss is minus the sum over i,
     so that each lambda_i follows the gradient of its own ELBO.  The step
     size falls linearly from lr to 0, so that the last steps average the
     gradient noise out (a Robbins-Monro schedule in spirit).  Returns mu,
-    s (N, J) arrays and the trace (steps, N): row t is the estimate at
+    logvar (N, J) arrays and the trace (steps, N): row t is the estimate at
     lambda after t updates, row 0 the encoder's.
     """
     _check_model(model)
@@ -98,8 +98,9 @@ def optimize_locally(model, x, rng, steps=500, samples=10, lr=1e-2, estimator="B
         _check_count(value, what)
     with no_grad():
         start = model.posterior(x)
-    mu, s = (Tensor(t.data.copy(), requires_grad=True) for t in start)
-    local, optimizer = LocalPosterior(model, mu, s), Adam({"mu": mu, "s": s}, lr=lr)
+    mu, logvar = (Tensor(t.data.copy(), requires_grad=True) for t in start)
+    local = LocalPosterior(model, mu, logvar)
+    optimizer = Adam({"mu": mu, "logvar": logvar}, lr=lr)
     trace = np.empty((steps, len(x)))
     with _frozen(model), np.errstate(all="ignore"):   # non-finite values are caught below
         for t in range(steps):
@@ -114,7 +115,7 @@ def optimize_locally(model, x, rng, steps=500, samples=10, lr=1e-2, estimator="B
                 optimizer.step()
             except NonFiniteGradient:
                 raise _diverged(t, lr) from None
-    return mu.data, s.data, trace
+    return mu.data, logvar.data, trace
 
 
 def _diverged(t, lr):
@@ -239,8 +240,8 @@ def measure_gaps(model, x, rng, steps=500, samples=10, lr=1e-2, k=5000, estimato
     """
     _check_model(model)
     _check_count(len(x), "the number of datapoints N")
-    mu, s, trace = optimize_locally(model, x, rng, steps, samples, lr, estimator)
-    local = LocalPosterior(model, Tensor(mu), Tensor(s))
+    mu, logvar, trace = optimize_locally(model, x, rng, steps, samples, lr, estimator)
+    local = LocalPosterior(model, Tensor(mu), Tensor(logvar))
     local_elbo, local_se = mc_elbo(local, x, rng, k, estimator)
     encoder_elbo, encoder_se = mc_elbo(model, x, rng, k, estimator)
     (by_q_star, q_star_se), (by_encoder, encoder_log_px_se) = (
