@@ -10,7 +10,7 @@ mean (tests/test_score_function.py checks it); the table gives the variance
 of one gradient entry over the draws, averaged over phi's entries, against L,
 and its ratio to the reparameterized one.  variance.png (in --out) plots it.
 
-Run:    PYTHONPATH=. python examples/score_function.py                       # 3-6 min
+Run:    PYTHONPATH=. python examples/score_function.py                       # ~1 min
         PYTHONPATH=. python examples/score_function.py --run runs/mnist      # a trained run
         PYTHONPATH=. python examples/score_function.py --epochs 1 --train-images 500 \\
             --draws 5 --samples 1 3 --batch-size 20 --out /tmp/score_function

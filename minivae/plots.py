@@ -313,7 +313,8 @@ def inference_gaps(gaps, path, bins=30):
                label=f"encoder L[$q_\\phi$]: amortization gap {local - encoder:.2f}")
     low = min(np.percentile(trace[0], 10), encoder)        # a few bad encodings off-scale
     ax.set_ylim(low - 0.1 * abs(low), max(0.05 * abs(low), 0.5))
-    ax.set(xscale="log", xlabel="step of the local optimization (Adam on $\\mu_i$, $s_i$)",
+    ax.set(xscale="log",
+           xlabel="step of the local optimization (Adam on $\\mu_i$, $\\log\\sigma^2_i$)",
            ylabel="ELBO $-$ log p(x) per datapoint (nats)",
            title=f"Each image's own q(z|x) from the encoder's start: {trace.shape[1]} images")
     ax.grid(True, which="both", alpha=0.3)
