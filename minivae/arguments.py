@@ -103,8 +103,11 @@ def parser():
                       type=_number("positive int"),
                       help="measure log p(x), the local and the encoder's ELBO and the "
                            "approximation and amortization gaps on the first N test images "
-                           "(N = 100 when --gaps is given alone), each from --k samples; "
-                           "draws gaps.png into the run directory")
+                           "(N = 100 when --gaps is given alone; put it after RUN_OR_CKPT), "
+                           "each from --k samples; draws gaps.png into the run directory. "
+                           "--limit does not bound N, only the evaluation before it: with "
+                           "a large --k, add --limit N too. Time grows as N x (--gap-steps "
+                           "x --gap-samples + 4 --k)")
     gaps.add_argument("--gap-steps", metavar="STEPS", type=_number("positive int"),
                       default=argparse.SUPPRESS,
                       help="Adam steps of each image's local optimization "

@@ -32,6 +32,10 @@ from minivae.objectives import elbo, noise
 from minivae.optim import Adam, NonFiniteGradient
 
 REPLICATES, CHUNK_ROWS = 20, 20000   # the fewest independent estimates; decoder rows in each
+# Ascent from the encoder's q with a step falling to 0 ends above where it
+# started; ending this many nats below it on any datapoint means the steps
+# were too large.
+FELL_NATS = 1.0
 
 
 class LocalPosterior:
@@ -115,6 +119,8 @@ def optimize_locally(model, x, rng, steps=500, samples=10, lr=1e-2, estimator="B
                 optimizer.step()
             except NonFiniteGradient:
                 raise _diverged(t, lr) from None
+    if not (np.isfinite(mu.data).all() and np.isfinite(logvar.data).all()):
+        raise _diverged(steps - 1, lr)
     return mu.data, logvar.data, trace
 
 
@@ -240,10 +246,24 @@ def measure_gaps(model, x, rng, steps=500, samples=10, lr=1e-2, k=5000, estimato
     """
     _check_model(model)
     _check_count(len(x), "the number of datapoints N")
-    mu, logvar, trace = optimize_locally(model, x, rng, steps, samples, lr, estimator)
+    _check_count(samples, "samples L")
+    # the datapoints' optimizations are independent: at most CHUNK_ROWS decoder rows at once
+    rows = max(1, CHUNK_ROWS // samples)
+    parts = [optimize_locally(model, x[start:start + rows], rng, steps, samples, lr, estimator)
+             for start in range(0, len(x), rows)]
+    mu, logvar, trace = (np.concatenate(arrays, axis=axis)
+                         for arrays, axis in zip(zip(*parts), (0, 0, 1)))
     local = LocalPosterior(model, Tensor(mu), Tensor(logvar))
-    local_elbo, local_se = mc_elbo(local, x, rng, k, estimator)
+    with np.errstate(all="ignore"):    # a diverged q* is refused just below
+        local_elbo, local_se = mc_elbo(local, x, rng, k, estimator)
     encoder_elbo, encoder_se = mc_elbo(model, x, rng, k, estimator)
+    fell = encoder_elbo - local_elbo
+    if not np.isfinite(local_elbo).all() or fell.max() > FELL_NATS:
+        worst = int(np.argmax(np.where(np.isfinite(local_elbo), fell, np.inf)))
+        raise ValueError(f"local optimization: datapoint {worst} ended with a local ELBO of "
+                         f"{local_elbo[worst]:.4g} nats, below the encoder's "
+                         f"{encoder_elbo[worst]:.4g} where it started; expected a smaller "
+                         f"lr than {lr}")
     (by_q_star, q_star_se), (by_encoder, encoder_log_px_se) = (
         mc_log_px(proposal, x, rng, k) for proposal in (local, model))
     by_local = by_q_star >= by_encoder

@@ -9,11 +9,14 @@ KL(q* || p(z|x)) = 1/2 (sum_j log Lambda_jj - log det Lambda): zero exactly
 when Lambda is diagonal.  On a small VAE trained on MNIST, the orderings
 L[q_phi] <= L[q*] <= log p(x) are checked within Monte Carlo error.
 """
+import warnings
+
 import matplotlib.image
 import numpy as np
 import pytest
 
 from minivae import data, plots
+from minivae import gaps as gaps_module
 from minivae.algorithms import GradientAscent
 from minivae.autograd import Tensor, no_grad
 from minivae.gaps import LocalPosterior, mc_elbo, mc_log_px, measure_gaps, optimize_locally
@@ -110,13 +113,19 @@ def test_the_approximation_gap_is_zero_when_the_posterior_is_in_the_family():
     assert np.all(np.abs(gaps.log_px - log_px) < 4 * gaps.log_px_se + 1e-3)
 
 
-def test_the_approximation_gap_is_the_kl_of_the_best_mean_field_q_when_it_is_not():
+@pytest.mark.parametrize("rows_at_once", [None, 3])
+def test_the_approximation_gap_is_the_kl_of_the_best_mean_field_q_when_it_is_not(
+        rows_at_once, monkeypatch):
     model, x, W, b = linear_gaussian(correlated=True)
     precision, _, log_px = exact(x, W, b)
     expected = 0.5 * (np.log(np.diag(precision)).sum() - np.linalg.slogdet(precision)[1])
     assert expected > 0.5          # a gap of ~0, as above, fails here
+    if rows_at_once:   # the local optimizations in groups of 3 datapoints, as for a large N
+        monkeypatch.setattr(gaps_module, "CHUNK_ROWS", rows_at_once * 50)
+        assert len(x) > 2 * rows_at_once
     gaps = measure_gaps(model, x, np.random.default_rng(3), steps=500, samples=50, lr=0.05,
                         k=2000)
+    assert gaps.trace.shape == (500, len(x))
     gap, mc = mean_and_mc_error(gaps, "approximation gap")
     assert abs(gap - expected) < 4 * mc + 0.02
     error, mc = (gaps.log_px - log_px).mean(), np.sqrt(np.sum(gaps.log_px_se ** 2)) / len(x)
@@ -268,6 +277,25 @@ def test_bad_input_is_a_one_line_error(change, words):
         measure_gaps(args.pop("model"), args.pop("x"), np.random.default_rng(0), **args)
     message = str(error.value)
     assert "\n" not in message and all(word in message for word in words), message
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("posterior", ["gaussian", "laplace", "logistic"])
+@pytest.mark.parametrize("lr, steps", [(1e4, 1), (1e3, 2), (30.0, 2), (3.0, 5)])
+def test_a_local_optimization_that_runs_away_is_a_one_line_error(dtype, posterior, lr, steps):
+    # too large a step: q* ends non-finite (1e4), its gradient overflows on the way (1e3),
+    # or it ends finite but far below where it started (30, 3); no bound may report that
+    # as a gap, and no numpy warning may reach the user on the way
+    rng = np.random.default_rng(0)
+    model = VAE(x_dim=6, hidden=(5,), latent=2, posterior=posterior, dtype=dtype, rng=rng)
+    x = (rng.random((4, 6)) < 0.5).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as error:
+            measure_gaps(model, x, np.random.default_rng(0), steps=steps, samples=10, lr=lr,
+                         k=40)
+    message = str(error.value)
+    assert "\n" not in message and f"smaller lr than {lr}" in message, message
 
 
 def test_a_local_posterior_refuses_other_datapoints():
