@@ -291,7 +291,7 @@ def latent_activity(activity, path):
 
 def inference_gaps(gaps, path, bins=30):
     """The local optimization of each q(z|x_i) with the decoder fixed (`gaps.Gaps`),
-    drawn like Bishop's figs. 19.2.2-3: the ELBO less the datapoint's log p(x),
+    the E-step of EM done by gradient ascent: the ELBO less the datapoint's log p(x),
     one thin line per datapoint and their mean in bold, rising from the
     encoder's ELBO towards log p(x) (0).  Each step's L-sample estimate is
     noisy, so the trace (steps, N) is averaged within `bins` log-spaced bins
