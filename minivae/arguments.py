@@ -121,6 +121,18 @@ def parser():
                       help="learning rate of the local Adam, falling linearly to 0 "
                            f"(default: {GAP_DEFAULTS['gap_lr']:g})")
 
+    explore = commands.add_parser(
+        "explore", help="write explorer.html: move through the latent space in a browser",
+        formatter_class=defaults)
+    explore.add_argument("checkpoint", metavar="RUN_OR_CKPT")
+    explore.add_argument("--images", type=_number("positive int"), default=100,
+                         help="test digits to embed, the first IMAGES of the test set")
+    explore.add_argument("--out", default=argparse.SUPPRESS,
+                         help="the HTML file to write (default: explorer.html in the run "
+                              "directory)")
+    explore.add_argument("--open", action="store_true",
+                         help="open the page in the default web browser")
+
     sample = commands.add_parser("sample", help="write samples from the prior as a PNG grid",
                                  formatter_class=defaults)
     sample.add_argument("checkpoint", metavar="RUN_OR_CKPT")

@@ -11,6 +11,8 @@
                                        a conditional model's class grid
     minivae probe RUN_OR_CKPT          a linear probe of the code: softmax regression
                                        on the frozen codes, test accuracy
+    minivae explore RUN_OR_CKPT        explorer.html: drag a point through z, watch
+                                       the decoder's output in a browser
 
 `arguments` holds the grammar (subcommands, flags, help); this module runs it.
 """
@@ -193,6 +195,27 @@ def _wrote(path, existed, what):
     print(f"{'replaced' if existed else 'wrote'} {path}: {what}")
 
 
+def _explore(args):
+    from minivae.activity import active_units
+    from minivae.explore import page_data, write_page
+    run, trained = _load(args.checkpoint)
+    model, config = trained.model, trained.config
+    inputs, labels = _test_inputs(trained)
+    n = min(args.images, len(inputs.test))
+    x = next(inputs.test_batches(batch_size=n, limit=n))
+    activity = active_units(model, inputs.test_batches()) if model.has_prior else None
+    data = page_data(model, config.model.model, _describe(config), trained.image_shape, x,
+                     inputs.test[:n, :model.x_dim], labels[:n], activity)
+    path = Path(getattr(args, "out", None) or run.figure("explorer"))
+    existed = path.exists()
+    write_page(data, path)
+    _wrote(path, existed, f"the latent-space explorer, {n} test digits, "
+                          f"{path.stat().st_size / 1e6:.1f} MB; open it in a browser")
+    if args.open:
+        import webbrowser
+        webbrowser.open(path.resolve().as_uri())
+
+
 def _sample(args):
     from minivae import plots
     run, trained = _load(args.checkpoint)
@@ -270,7 +293,7 @@ def main(argv=None):
     from minivae.train import TrainingError
     args = parser().parse_args(argv)
     command = {"train": _train, "evaluate": _evaluate, "sample": _sample,
-               "plot": _plot, "probe": _probe}[args.command]
+               "plot": _plot, "probe": _probe, "explore": _explore}[args.command]
     try:
         command(args)
     except KeyboardInterrupt:

@@ -26,7 +26,8 @@ CHECKPOINT, METRICS, CONFIG = "checkpoint.npz", "metrics.jsonl", "config.json"
 SNAPSHOTS = "latent_snapshots.npz"
 FIGURES = {"manifold": "manifold.png", "scatter": "latent_scatter.png", "recon": "recon.png",
            "samples": "samples.png", "curves": "curves.png", "latent": "latent.gif",
-           "activity": "activity.png", "classes": "classes.png", "gaps": "gaps.png"}
+           "activity": "activity.png", "classes": "classes.png", "gaps": "gaps.png",
+           "explorer": "explorer.html"}
 # what a checkpoint's position holds: counts (int >= 0), seconds (float >= 0), and
 # "sums", the running sums over the epoch so far of what the objective reports
 # (name -> any finite float; the first checkpoints held one, "elbo_sum")
