@@ -126,7 +126,10 @@ def parser():
         formatter_class=defaults)
     explore.add_argument("checkpoint", metavar="RUN_OR_CKPT")
     explore.add_argument("--images", type=_number("positive int"), default=100,
-                         help="test digits to embed, the first IMAGES of the test set")
+                         help="test digits to click on, the first IMAGES of the test set")
+    explore.add_argument("--points", type=_number("positive int"), default=1000,
+                         help="test digits whose codes are drawn on the plane, the first "
+                              "POINTS of the test set (at least IMAGES)")
     explore.add_argument("--out", default=argparse.SUPPRESS,
                          help="the HTML file to write (default: explorer.html in the run "
                               "directory)")

@@ -202,14 +202,16 @@ def _explore(args):
     model, config = trained.model, trained.config
     inputs, labels = _test_inputs(trained)
     n = min(args.images, len(inputs.test))
-    x = next(inputs.test_batches(batch_size=n, limit=n))
+    points = min(max(args.points, n), len(inputs.test))
+    x = next(inputs.test_batches(batch_size=points, limit=points))
     activity = active_units(model, inputs.test_batches()) if model.has_prior else None
     data = page_data(model, config.model.model, _describe(config), trained.image_shape, x,
-                     inputs.test[:n, :model.x_dim], labels[:n], activity)
+                     inputs.test[:n], labels[:points], activity)
     path = Path(getattr(args, "out", None) or run.figure("explorer"))
     existed = path.exists()
     write_page(data, path)
-    _wrote(path, existed, f"the latent-space explorer, {n} test digits, "
+    _wrote(path, existed, f"the latent-space explorer, {n} test digits to click and "
+                          f"{points} on the plane, "
                           f"{path.stat().st_size / 1e6:.1f} MB; open it in a browser")
     if args.open:
         import webbrowser

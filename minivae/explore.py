@@ -15,8 +15,10 @@ module; this module fills it with one JSON object, `page_data`:
     test      n test digits as the model sees them (uint8 grey levels), their
               labels and codes: the encoder mean mu of each (eq. 9's
               deterministic part), or the autoencoder's code f(x)
+    points    the codes and labels of more test digits (the first P >= n),
+              drawn as dots on the plane
     plane     the 2-D plane the pointer moves in: z itself for J = 2, else the
-              two principal directions of the test codes through their mean
+              two principal directions of the P codes through their mean
     dims      each latent dimension's activity and KL (`activity`), for a
               model with a prior
 
@@ -79,12 +81,14 @@ def _plane(codes, has_prior):
 def page_data(model, name, title, image_shape, x, images, labels, activity=None):
     """The JSON object `explorer.html` reads, for `model` (registry `name`).
 
-    x (n, D) or (n, D + C), n >= 1: the test digits as the model reads them;
-    images (n, D) uint8: the same digits as grey levels; labels (n,);
+    x (P, D) or (P, D + C), P >= 1: the test digits as the model reads them,
+    all drawn on the plane; labels (P,); images (n, D) uint8, n <= P: the
+    first n as grey levels, the strip of digits to click;
     activity: `activity.LatentActivity` of the model, or None.
     """
     with no_grad():
         codes = np.asarray(model.code(x).data, dtype=np.float64)
+    n = len(images)
     layers, output = decoder_layers(model)
     center, axes, plane_range = _plane(codes, model.has_prior)
     extent = float(np.abs(codes).max())
@@ -100,8 +104,10 @@ def page_data(model, name, title, image_shape, x, images, labels, activity=None)
                                 "shape": [int(n) for n in W.shape], "activation": act}
                                for W, b, act in layers],
                     "output": output},
-        "test": {"n": int(len(codes)), "images": _base64(images, np.uint8),
-                 "labels": [int(y) for y in labels], "codes": _base64(codes, "<f4")},
+        "test": {"n": int(n), "images": _base64(images, np.uint8),
+                 "labels": [int(y) for y in labels[:n]], "codes": _base64(codes[:n], "<f4")},
+        "points": {"n": int(len(codes)), "labels": [int(y) for y in labels],
+                   "codes": _base64(codes, "<f4")},
         "dims": dims,
         "plane": {"center": center.tolist(), "axes": axes.tolist(), "range": plane_range},
         "slider_range": [-slider, slider],

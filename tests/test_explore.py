@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from minivae.cli import main
+from minivae.data import load_mnist
 from minivae.explore import decoder_layers, page_data, write_page
 from minivae.models import MODELS
 from tests.test_cli import TINY_FLAGS, assert_one_line_error, run
@@ -103,6 +104,20 @@ def test_page_data_embeds_the_codes_digits_and_a_plane_that_covers_them(latent):
     assert data["latent"] == latent and data["image_shape"] == [3, 4] and data["dims"] is None
 
 
+def test_the_plane_draws_more_digits_than_the_strip_holds():
+    rng = np.random.default_rng(4)
+    model = MODELS["vae"](x_dim=D, hidden=(6,), latent=J, init="xavier", rng=rng)
+    images = (rng.random((30, D)) * 255).astype(np.uint8)
+    x = images.astype(np.float32) / 255
+    data = page_data(model, "vae", "t", (3, 4), x, images[:5], list(range(30)))
+    assert data["test"]["n"] == 5 and data["test"]["labels"] == list(range(5))
+    assert data["points"]["n"] == 30 and data["points"]["labels"] == list(range(30))
+    codes = model.code(x).data
+    assert np.array_equal(unpack(data["points"]["codes"], "<f4", (30, J)), codes)
+    assert np.array_equal(unpack(data["test"]["codes"], "<f4", (5, J)), codes[:5])
+    assert np.array_equal(unpack(data["test"]["images"], np.uint8, (5, D)), images[:5])
+
+
 def test_the_page_is_one_file_that_fetches_nothing(tmp_path):
     model = build("vae")
     x = np.random.default_rng(3).random((4, D))
@@ -142,13 +157,18 @@ def run_dir(data_dir, tmp_path_factory):
     return out
 
 
-def test_explore_writes_the_page_into_the_run_and_says_so(run_dir, capsys):
+def test_explore_writes_the_page_into_the_run_and_says_so(run_dir, data_dir, capsys):
     code, out, err = run(["explore", run_dir, "--images", "20"], capsys)
     assert code == 0, err
+    # the tiny test set is smaller than --points 1000: all of it on the plane, 20 in the strip
+    size = len(load_mnist(data_dir).test_images)
+    assert size < 1000
     assert f"wrote {run_dir / 'explorer.html'}" in out and "20 test digits" in out
+    assert f"{size} on the plane" in out
     html = (run_dir / "explorer.html").read_text()
     data = json.loads(re.search(r'type="application/json">(.*?)</script>', html, re.S)[1])
-    assert data["test"]["n"] == 20 and data["model"] == "vae" and len(data["dims"]) == 2
+    assert data["test"]["n"] == 20 and data["points"]["n"] == size
+    assert data["model"] == "vae" and len(data["dims"]) == 2
 
 
 def test_explore_writes_where_out_says(run_dir, tmp_path, capsys):
