@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_explorer.py RUN [--rounds 5] [--moves 60]
 
-Writes RUN's explorer.html (`minivae explore`), opens it from disk in headless
+Writes RUN's explorer page (`minivae explore`) into a temporary directory, opens it from disk in headless
 Chromium (Debian's chromium and chromium-driver, and selenium), moves the
 sliders --moves times per round through the page's own input events, and
 prints the page's median decode time of each round (the page times every
@@ -14,6 +14,7 @@ import argparse
 import shutil
 import statistics
 import sys
+import tempfile
 from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
@@ -28,7 +29,7 @@ def browser():
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
@@ -63,12 +64,12 @@ def main():
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         sys.exit("bench_explorer: needs Debian's chromium and chromium-driver "
                  "(apt-get install chromium chromium-driver) and selenium (pip install selenium)")
+    page = Path(tempfile.mkdtemp()) / "explorer.html"
     with redirect_stdout(StringIO()):
-        if minivae(["explore", args.run]) != 0:
+        if minivae(["explore", args.run, "--out", str(page)]) != 0:
             sys.exit(f"bench_explorer: minivae explore {args.run} failed")
-    page = Path(args.run) / "explorer.html"
     medians = run(page, args.rounds, args.moves)
-    print(f"page {page}: {page.stat().st_size / 1e6:.2f} MB")
+    print(f"page of {args.run}: {page.stat().st_size / 1e6:.2f} MB")
     print("median decode per round (ms): " + ", ".join(f"{m:.3f}" for m in medians))
     print(f"median over {args.rounds} rounds: {statistics.median(medians):.3f} ms "
           f"(the browser's timer resolves about 0.1 ms)")

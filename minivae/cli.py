@@ -205,8 +205,8 @@ def _explore(args):
     points = min(max(args.points, n), len(inputs.test))
     x = next(inputs.test_batches(batch_size=points, limit=points))
     activity = active_units(model, inputs.test_batches()) if model.has_prior else None
-    data = page_data(model, config.model.model, _describe(config), trained.image_shape, x,
-                     inputs.test[:n], labels[:points], activity)
+    data = page_data(model, _describe(config), trained.image_shape, x, inputs.test[:n],
+                     labels[:points], activity)
     path = Path(getattr(args, "out", None) or run.figure("explorer"))
     existed = path.exists()
     write_page(data, path)

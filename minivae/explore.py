@@ -6,7 +6,8 @@ decoder's forward pass written again in plain JavaScript, so that moving a
 point through z redraws E[x|z] (a VAE; a conditional VAE's E[x|z, y]) or an
 autoencoder's reconstruction y(z) at once, with no server, script or font
 fetched from anywhere.  The page is the template `explorer.html` beside this
-module; this module fills it with one JSON object, `page_data`:
+module with its script `explorer.js` put inside; this module fills it with
+one JSON object, `page_data`:
 
     decoder   the layers h = act(h W + b), W (inputs, outputs) as base64
               float32, then the likelihood's mean: sigmoid for a Bernoulli
@@ -19,8 +20,8 @@ module; this module fills it with one JSON object, `page_data`:
               drawn as dots on the plane
     plane     the 2-D plane the pointer moves in: z itself for J = 2, else the
               two principal directions of the P codes through their mean
-    dims      each latent dimension's activity and KL (`activity`), for a
-              model with a prior
+    dims      whether each latent dimension is active, and its KL (`activity`),
+              for a model with a prior
 
 `decoder_layers` is the contract the page computes: `tests/test_explore.py`
 checks that those layers, applied in numpy, give `model.decode_mean` exactly,
@@ -34,13 +35,14 @@ import numpy as np
 
 from minivae.autograd import no_grad
 
-TEMPLATE = Path(__file__).with_name("explorer.html")
-PLACEHOLDER = '"__MINIVAE_DATA__"'
+TEMPLATE, SCRIPT = (Path(__file__).with_name(name) for name in ("explorer.html", "explorer.js"))
+PLACEHOLDER, SCRIPT_PLACEHOLDER = '"__MINIVAE_DATA__"', "/*__MINIVAE_SCRIPT__*/"
 OUTPUTS = {"bernoulli": "sigmoid"}   # the likelihood's mean from the last layer; else identity
 PRIOR_RANGE = 3.0                     # +-3 standard deviations of N(0, I)
 
 
 def _base64(array, dtype):
+    """The bytes of `array` as `dtype` (little-endian float32 or uint8), base64 text."""
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
 
 
@@ -65,10 +67,14 @@ def decoder_layers(model):
 
 
 def _plane(codes, has_prior):
-    """center (J,), two orthonormal axes (2, J) and the shared range [lo, hi]."""
+    """The plane for codes (P, J): its center (J,), two orthonormal axes (2, J) and
+    the range [lo, hi] of both plane coordinates (u, v) = ((z - center) . axes)."""
     J = codes.shape[1]
-    if J <= 2 or len(codes) < 2:   # the plane is z itself (J = 1: no second axis)
-        center, axes = np.zeros(J), np.eye(2, J)
+    if J <= 2 or len(codes) < 2:
+        # z's own axes (J = 1: v is unused), through 0 under the prior N(0, I), else
+        # through the codes' mean: an autoencoder's codes need not sit around 0
+        center = np.zeros(J) if has_prior else codes.mean(axis=0)
+        axes = np.eye(2, J)
     else:        # the two directions along which the test codes vary most
         center = codes.mean(axis=0)
         vt = np.linalg.svd(codes - center, full_matrices=False)[2][:2]
@@ -78,8 +84,8 @@ def _plane(codes, has_prior):
     return center, axes, [-float(half), float(half)]
 
 
-def page_data(model, name, title, image_shape, x, images, labels, activity=None):
-    """The JSON object `explorer.html` reads, for `model` (registry `name`).
+def page_data(model, title, image_shape, x, images, labels, activity=None):
+    """The JSON object `explorer.html` reads, for `model`.
 
     x (P, D) or (P, D + C), P >= 1: the test digits as the model reads them,
     all drawn on the plane; labels (P,); images (n, D) uint8, n <= P: the
@@ -91,17 +97,22 @@ def page_data(model, name, title, image_shape, x, images, labels, activity=None)
     n = len(images)
     layers, output = decoder_layers(model)
     center, axes, plane_range = _plane(codes, model.has_prior)
-    extent = float(np.abs(codes).max())
-    slider = max(PRIOR_RANGE, 1.1 * extent) if model.has_prior else 1.1 * extent or 1.0
+    if model.has_prior:   # one range for every slider, at least the prior's +-3
+        half = max(PRIOR_RANGE, 1.1 * float(np.abs(codes).max()))
+        sliders = [[-half, half]] * model.latent
+    else:                 # each dimension's own span of the codes, and a tenth on each side
+        low, high = codes.min(axis=0), codes.max(axis=0)
+        margin = np.maximum(0.1 * (high - low), 1e-3)
+        sliders = np.stack([low - margin, high + margin], axis=1).tolist()
     dims = None if activity is None else [
         {"active": bool(a > activity.threshold), "kl": float(kl)}
         for a, kl in zip(activity.activity, activity.kl)]
     return {
-        "title": title, "model": name,
-        "latent": int(model.latent), "image_shape": [int(n) for n in image_shape],
+        "title": title, "latent": int(model.latent),
+        "image_shape": [int(size) for size in image_shape],
         "classes": int(model.classes or 0), "has_prior": bool(model.has_prior),
         "decoder": {"layers": [{"W": _base64(W, "<f4"), "b": _base64(b, "<f4"),
-                                "shape": [int(n) for n in W.shape], "activation": act}
+                                "shape": [int(size) for size in W.shape], "activation": act}
                                for W, b, act in layers],
                     "output": output},
         "test": {"n": int(n), "images": _base64(images, np.uint8),
@@ -110,14 +121,17 @@ def page_data(model, name, title, image_shape, x, images, labels, activity=None)
                    "codes": _base64(codes, "<f4")},
         "dims": dims,
         "plane": {"center": center.tolist(), "axes": axes.tolist(), "range": plane_range},
-        "slider_range": [-slider, slider],
+        "slider_ranges": sliders,
     }
 
 
 def write_page(data, path):
-    """explorer.html at `path`: the template with `data` embedded, written atomically."""
+    """explorer.html at `path`: the template with its script and `data` inside, one
+    file, written atomically."""
     from minivae.checkpoint import write_atomically
     template = TEMPLATE.read_text(encoding="utf-8")
+    script = SCRIPT.read_text(encoding="utf-8")
     # "</" would end the <script> element that holds the JSON early
     text = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    write_atomically(path, template.replace(PLACEHOLDER, text, 1).encode("utf-8"))
+    page = template.replace(SCRIPT_PLACEHOLDER, script, 1).replace(PLACEHOLDER, text, 1)
+    write_atomically(path, page.encode("utf-8"))

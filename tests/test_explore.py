@@ -20,7 +20,7 @@ import pytest
 
 from minivae.cli import main
 from minivae.data import load_mnist
-from minivae.explore import decoder_layers, page_data, write_page
+from minivae.explore import SCRIPT, decoder_layers, page_data, write_page
 from minivae.models import MODELS
 from tests.test_cli import TINY_FLAGS, assert_one_line_error, run
 
@@ -86,7 +86,7 @@ def test_page_data_embeds_the_codes_digits_and_a_plane_that_covers_them(latent):
     model = MODELS["vae"](x_dim=D, hidden=(6,), latent=latent, init="xavier", rng=rng)
     images = (rng.random((9, D)) * 255).astype(np.uint8)
     x = images.astype(np.float32) / 255
-    data = json.loads(json.dumps(page_data(model, "vae", "a title", (3, 4), x, images,
+    data = json.loads(json.dumps(page_data(model, "a title", (3, 4), x, images,
                                            list(range(9)))))
     codes = unpack(data["test"]["codes"], "<f4", (9, latent))
     assert np.array_equal(codes, model.code(x).data)
@@ -100,8 +100,28 @@ def test_page_data_embeds_the_codes_digits_and_a_plane_that_covers_them(latent):
         assert np.allclose(center, codes.mean(axis=0), atol=1e-6)
     lo, hi = data["plane"]["range"]
     assert lo <= -3 and hi >= 3 and np.all(np.abs((codes - center) @ axes.T) <= hi)
-    assert data["slider_range"][1] >= np.abs(codes).max()
+    assert all(lo <= -3 and hi >= np.abs(codes).max() for lo, hi in data["slider_ranges"])
     assert data["latent"] == latent and data["image_shape"] == [3, 4] and data["dims"] is None
+
+
+@pytest.mark.parametrize("latent", [1, 2, 5])
+def test_without_a_prior_the_plane_and_sliders_fit_the_codes(latent):
+    # an autoencoder's codes need not sit around 0: the page must start among them
+    rng = np.random.default_rng(5)
+    model = MODELS["ae"](x_dim=D, hidden=(6,), latent=latent, init="xavier", rng=rng)
+    model.params["encoder.z.b"].data += 40.0          # codes far from the origin
+    images = (rng.random((20, D)) * 255).astype(np.uint8)
+    x = images.astype(np.float32) / 255
+    data = page_data(model, "t", (3, 4), x, images, [0] * 20)
+    codes = model.code(x).data.astype(np.float64)
+    center = np.array(data["plane"]["center"])
+    assert np.allclose(center, codes.mean(axis=0), atol=1e-4)
+    lo, hi = data["plane"]["range"]
+    axes = np.array(data["plane"]["axes"])
+    assert np.all(np.abs((codes - center) @ axes.T) <= hi) and lo == -hi
+    for j, (low, high) in enumerate(data["slider_ranges"]):
+        assert low < codes[:, j].min() and high > codes[:, j].max()
+        assert high - low < 1.3 * np.ptp(codes[:, j]) + 3e-3   # its own span, not +-40
 
 
 def test_the_plane_draws_more_digits_than_the_strip_holds():
@@ -109,7 +129,7 @@ def test_the_plane_draws_more_digits_than_the_strip_holds():
     model = MODELS["vae"](x_dim=D, hidden=(6,), latent=J, init="xavier", rng=rng)
     images = (rng.random((30, D)) * 255).astype(np.uint8)
     x = images.astype(np.float32) / 255
-    data = page_data(model, "vae", "t", (3, 4), x, images[:5], list(range(30)))
+    data = page_data(model, "t", (3, 4), x, images[:5], list(range(30)))
     assert data["test"]["n"] == 5 and data["test"]["labels"] == list(range(5))
     assert data["points"]["n"] == 30 and data["points"]["labels"] == list(range(30))
     codes = model.code(x).data
@@ -121,12 +141,14 @@ def test_the_plane_draws_more_digits_than_the_strip_holds():
 def test_the_page_is_one_file_that_fetches_nothing(tmp_path):
     model = build("vae")
     x = np.random.default_rng(3).random((4, D))
-    data = page_data(model, "vae", "</script><script>alert(1)</script>", (3, 4), x,
+    data = page_data(model, "</script><script>alert(1)</script>", (3, 4), x,
                      (x * 255).astype(np.uint8), [0, 1, 2, 3])
     path = tmp_path / "explorer.html"
     write_page(data, path)
     html = path.read_text()
-    assert "__MINIVAE_DATA__" not in html
+    assert "__MINIVAE_DATA__" not in html and "__MINIVAE_SCRIPT__" not in html
+    assert "</script" not in SCRIPT.read_text()   # the script cannot end its element early
+    assert SCRIPT.read_text() in html
     # the embedded JSON is intact, and text in it cannot close its <script> element
     found = re.search(r'<script id="minivae-data" type="application/json">(.*?)</script>',
                       html, re.S)
@@ -141,7 +163,7 @@ def test_the_page_is_one_file_that_fetches_nothing(tmp_path):
 def test_the_default_models_page_stays_under_two_and_a_half_megabytes(tmp_path):
     model = MODELS["vae"](rng=np.random.default_rng(0))   # 784-500-20, float32
     images = (np.random.default_rng(1).random((100, 784)) * 255).astype(np.uint8)
-    data = page_data(model, "vae", "the paper's model", (28, 28), images / np.float32(255),
+    data = page_data(model, "the paper's model", (28, 28), images / np.float32(255),
                      images, [0] * 100)
     write_page(data, tmp_path / "explorer.html")
     assert (tmp_path / "explorer.html").stat().st_size < 2.5e6
@@ -168,7 +190,7 @@ def test_explore_writes_the_page_into_the_run_and_says_so(run_dir, data_dir, cap
     html = (run_dir / "explorer.html").read_text()
     data = json.loads(re.search(r'type="application/json">(.*?)</script>', html, re.S)[1])
     assert data["test"]["n"] == 20 and data["points"]["n"] == size
-    assert data["model"] == "vae" and len(data["dims"]) == 2
+    assert len(data["dims"]) == 2
 
 
 def test_explore_writes_where_out_says(run_dir, tmp_path, capsys):
