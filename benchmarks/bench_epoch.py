@@ -1,29 +1,48 @@
-"""Time a training epoch of minivae against the same VAE written in PyTorch.
+"""Time a training epoch of minivae against the same VAE written in PyTorch and in JAX.
 
 The model is the paper's MNIST setup: 784-500-20 with tanh, Bernoulli
 decoder, estimator B (analytic KL, eq. 7) with L = 1, batch 100, dynamic
-binarization, float32; both frameworks run on the same number of threads.
+binarization, float32; all frameworks run on the same number of threads.
 What it measures:
 
-  1. that both compute the same thing, before anything is timed: the loss
+  1. that all compute the same thing, before anything is timed: the loss
      and every gradient on one minibatch, and the parameters after a few
      optimizer steps, agree in float64 (exit status 1 if they do not);
   2. one epoch (600 steps over the 60,000 training images) with Adam and
      with Adagrad: the median seconds of each framework, alternating in one
      process, and minivae's achieved matmul GFLOP/s against the sgemm peak
-     of numpy (and of torch) measured in the same run;
+     of numpy (and of torch and JAX) measured in the same run;
   3. the peak resident memory of a training epoch, each framework in a
      fresh process;
   4. the time to the first training step of a fresh process: minivae with a
-     warm and with a cold Numba cache, and PyTorch;
+     warm and with a cold Numba cache, PyTorch, and JAX (its first step
+     traces and compiles the jitted step: that time is in it, and only
+     there: the timed epochs start after a warm-up that compiled it);
   5. a scaling table, batch x hidden width x latent size: time per sample
      over a fixed number of steps.
 
-Both sides start from the same weights and see the same minibatches: the
-binarization and eps are drawn with numpy inside the timed loop for both,
-and PyTorch takes torch.from_numpy of the same arrays.
+All sides start from the same weights and see the same minibatches: the
+binarization and eps are drawn with numpy inside the timed loop for all,
+PyTorch takes torch.from_numpy of the same arrays and JAX's jitted step
+takes the numpy arrays as its arguments.
 
-Run from the repository root; PyTorch is needed (pip install torch==2.13.0):
+JAX (benchmarks/_jax_vae.py: the whole step under one jax.jit, Adam and
+Adagrad written by hand with minivae's update rules) is optional: without
+it the JAX columns are left out, with one line saying how to install it
+(pip install "jax[cpu]").  Its threads: XLA's CPU client sizes its thread
+pool to the CPUs the process may run on when the client is made, and with
+jax 0.10 it ignores the old XLA_FLAGS recipe (--xla_cpu_multi_thread_eigen=
+false intra_op_parallelism_threads=N: two XLAEigen threads still ran a
+matmul on 2 CPUs with it).  So when --threads is below the usable CPUs, the
+main thread restricts its own CPU affinity to --threads CPUs while the JAX
+CPU client is made, so that the pool's threads (which inherit it) are that
+many and run on those CPUs, then restores it; numpy's, Numba's and torch's
+threads are not affected.  The float64 check runs under the scoped
+jax.enable_x64(True): x64 is part of jit's cache key, so the float32 timings
+trace and run exactly as in a program that never enabled it.
+
+Run from the repository root; PyTorch is needed (pip install torch==2.13.0),
+JAX is optional (pip install "jax[cpu]"):
 
     PYTHONPATH=. python benchmarks/bench_epoch.py              # full run, minutes on 2 idle cores
     PYTHONPATH=. python benchmarks/bench_epoch.py --quick      # smoke test, under a minute
@@ -32,6 +51,7 @@ Run from the repository root; PyTorch is needed (pip install torch==2.13.0):
 It ends with a Markdown summary block for benchmarks/RESULTS.md.
 """
 import argparse
+import contextlib
 import ctypes
 import gc
 import importlib.util
@@ -57,15 +77,13 @@ LR = {"adam": 1e-3, "adagrad": 0.02}
 FIRST_LAYER = "encoder.hidden.0.W"  # its input is the data: no dx in the backward pass
 SCALING = {"batch": (32, 100, 256, 1000), "hidden": (200, 500, 1000), "latent": (2, 20, 200)}
 QUICK_SCALING = {"batch": (32, 256), "hidden": (200, 500), "latent": (2, 20)}
-SCALING_HEADER = ("| batch | hidden | latent | steps | minivae µs/sample | PyTorch µs/sample | "
-                  "minivae / PyTorch | minivae GFLOP/s | PyTorch GFLOP/s |\n"
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 SGEMM_N = 2048
 CHECK_RTOL, CHECK_STEPS = 1e-9, 3
 BUSY = 0.10  # share of the CPUs used by other processes above which timings are suspect
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 NEEDS_TORCH = ("bench_epoch.py compares minivae with PyTorch, which is not installed.\n"
                "Install it with:  pip install torch==2.13.0")
+NO_JAX = ('JAX is not installed: no JAX column. Install it with:  pip install "jax[cpu]"')
 
 
 def parse_args():
@@ -74,13 +92,13 @@ def parse_args():
                         help="timed runs per framework, alternating (default 3)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke test: {QUICK_EPOCH_STEPS}-step epochs, 8 scaling configs")
-    parser.add_argument("--threads", type=int, default=2, help="threads for both (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="threads for all (default 2)")
     parser.add_argument("--skip-scaling", action="store_true", help="no scaling table")
     parser.add_argument("--optimizers", default="adam,adagrad",
                         help="comma-separated, from adam and adagrad (default adam,adagrad); "
                              "the first one also runs the memory and scaling measurements")
     parser.add_argument("--json", metavar="PATH", help="also write all results to PATH")
-    parser.add_argument("--_child", choices=("minivae", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--_child", choices=("minivae", "torch", "jax"), help=argparse.SUPPRESS)
     parser.add_argument("--_steps", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.optimizers = [name.strip() for name in args.optimizers.split(",") if name.strip()]
@@ -92,14 +110,15 @@ def parse_args():
     return args
 
 
-# Thread counts are read once, when numpy, Numba and torch load: set them first.
+# Thread counts are read once, when numpy, Numba and torch load: set them first
+# (JAX's: see import_jax).
 ARGS = parse_args()
 for _var in THREAD_VARS:
     os.environ[_var] = str(ARGS.threads)
 
 import numpy as np  # noqa: E402
 
-# ---------------------------------------------------------------- the two frameworks
+# ---------------------------------------------------------------- the three frameworks
 
 
 def import_torch(threads):
@@ -112,6 +131,46 @@ def import_torch(threads):
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     return torch
+
+
+def import_jax(threads):
+    """jax with XLA's CPU thread pool of `threads` threads, or None (saying how to
+    install it) if it is not installed.
+
+    The pool is made with the CPU client, one thread per CPU the creating
+    thread may run on.  Below the usable CPUs, this thread's affinity (only
+    this thread's: pid 0 is the calling thread) is narrowed while the client
+    is made, so that the pool's threads inherit the narrow set, and then
+    restored.  It must run before anything else touches JAX's CPU backend.
+    """
+    try:
+        import jax
+    except ImportError:
+        print(NO_JAX)
+        return None
+    usable = os.sched_getaffinity(0)
+    if threads < len(usable):
+        os.sched_setaffinity(0, sorted(usable)[:threads])
+        try:
+            jax.devices("cpu")
+        finally:
+            os.sched_setaffinity(0, usable)
+    else:
+        jax.devices("cpu")
+    return jax
+
+
+def xla_pool():
+    """XLA's intra-op threads (named XLAEigen) of this process, and the CPUs they may use."""
+    cpus = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                if "XLAEigen" in f.read():
+                    cpus.append(tuple(sorted(os.sched_getaffinity(int(task)))))
+        except OSError:
+            continue
+    return f"{len(cpus)} XLAEigen threads on CPUs {sorted(set(c for t in cpus for c in t))}"
 
 
 def minivae_data(alone=False):
@@ -141,6 +200,12 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         return loss.item()
+
+    def loss_and_grads(self, x, eps):
+        """The loss on one minibatch, and its gradients named and shaped like minivae's."""
+        loss = self.loss(x, eps)
+        loss.backward()
+        return loss.item(), self.grads()
 
 
 class DrawnEps:
@@ -184,6 +249,9 @@ class MinivaeTrainer(Trainer):
     def step(self, x, eps):
         return -float(np.mean(self.algorithm.step(x, DrawnEps(eps))["elbo"], dtype=np.float64))
 
+    def grads(self):
+        return {name: t.grad for name, t in self.model.named_parameters()}
+
     def params(self):
         return {name: t.data for name, t in self.model.named_parameters()}
 
@@ -209,15 +277,47 @@ class TorchTrainer(Trainer):
     def loss(self, x, eps):
         return self.model.loss(self.torch.from_numpy(x), self.torch.from_numpy(eps[0]))
 
+    def grads(self):
+        return self.model.minivae_grads()
+
     def params(self):
         return self.model.minivae_params()
 
 
-TRAINERS = {"minivae": MinivaeTrainer, "torch": TorchTrainer}
+class JaxTrainer(Trainer):
+    """The same step in JAX, all of it under one jax.jit (benchmarks/_jax_vae.py)."""
+    name = "JAX"
+
+    def __init__(self, optimizer, hidden=HIDDEN, latent=LATENT, dtype=np.float32, init=None):
+        import _jax_vae
+        if optimizer == "adam":
+            rule = _jax_vae.Adam(lr=LR["adam"], weight_decay=0.0)
+        else:
+            rule = _jax_vae.Adagrad(lr=LR["adagrad"], eps=1e-8, weight_decay=0.0)
+        self.model = _jax_vae.JaxVAE(rule, x_dim=X_DIM, hidden=(hidden,), latent=latent,
+                                     dtype=dtype, init=init)
+
+    def step(self, x, eps):
+        return self.model.step(x, eps[0])
+
+    def loss_and_grads(self, x, eps):
+        return self.model.loss_and_grads(x, eps[0])
+
+    def params(self):
+        return self.model.minivae_params()
+
+
+# main() drops "jax" when JAX is not installed.
+TRAINERS = {"minivae": MinivaeTrainer, "torch": TorchTrainer, "jax": JaxTrainer}
+
+
+def peers():
+    """The frameworks minivae is compared with: PyTorch, and JAX if installed."""
+    return [fw for fw in TRAINERS if fw != "minivae"]
 
 
 def initial_params(hidden, latent, dtype):
-    """minivae's initial weights for one config, {name: array}: both sides start from them."""
+    """minivae's initial weights for one config, {name: array}: all sides start from them."""
     from minivae.models.vae import VAE
     model = VAE(x_dim=X_DIM, hidden=(hidden,), latent=latent, dtype=dtype,
                 rng=np.random.default_rng(SEED))
@@ -330,7 +430,7 @@ def torch_blas(torch):
     return f"{blas[1] if blas else '?'}, CPU capability {simd[1] if simd else '?'}"
 
 
-def describe_machine(torch):
+def describe_machine(torch, jax):
     import numba
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -338,9 +438,11 @@ def describe_machine(torch):
         "load_average": round(os.getloadavg()[0], 2),
         "threads": (", ".join(f"{v}={os.environ[v]}" for v in THREAD_VARS)
                     + f"; numba {numba.get_num_threads()}, torch {torch.get_num_threads()} "
-                    f"intra-op + {torch.get_num_interop_threads()} inter-op"),
+                    f"intra-op + {torch.get_num_interop_threads()} inter-op"
+                    + (f"; jax {xla_pool()}" if jax else "")),
         "versions": (f"python {platform.python_version()}, numpy {np.__version__}, "
-                     f"numba {numba.__version__}, torch {torch.__version__}"),
+                     f"numba {numba.__version__}, torch {torch.__version__}"
+                     + (f", jax {jax.__version__}" if jax else "")),
         "numpy_blas": numpy_blas(),
         "torch_blas": torch_blas(torch),
     }
@@ -358,47 +460,67 @@ def relative_difference(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), np.finfo(np.float64).tiny))
 
 
-def check_same_computation(data, images, optimizers):
-    """Loss, gradients and a few optimizer steps of both sides, in float64."""
+def by_peer(values, fmt):
+    """'1e-16 (PyTorch), 2e-16 (JAX)' from {peer: value}."""
+    return ", ".join(f"{format(v, fmt)} ({TRAINERS[fw].name})" for fw, v in values.items())
+
+
+def check_same_computation(data, images, optimizers, jax):
+    """Loss, gradients and a few optimizer steps of every framework against
+    minivae's, in float64 (JAX's under the scoped jax.enable_x64)."""
+    with jax.enable_x64(True) if jax else contextlib.nullcontext():
+        return _check_same_computation(data, images, optimizers)
+
+
+def _check_same_computation(data, images, optimizers):
     init = initial_params(HIDDEN, LATENT, np.float64)
 
     def feed(steps):
         return minibatches(data, images, BATCH, steps, LATENT, np.float64, SEED)
-    ours, theirs = (TRAINERS[fw]("adam", dtype=np.float64, init=init) for fw in TRAINERS)
     x, eps = next(feed(1))
-    loss_ours, loss_theirs = ours.loss(x, eps), theirs.loss(x, eps)
-    loss_ours.backward()
-    loss_theirs.backward()
-    result = {"loss": relative_difference(loss_ours.item(), loss_theirs.item())}
-    grads = theirs.model.minivae_grads()
-    result["gradients"] = max(relative_difference(t.grad, grads[name])
-                              for name, t in ours.model.named_parameters())
-    print(f"- loss {loss_ours.item():.6f} (minivae) vs {loss_theirs.item():.6f} (PyTorch): "
-          f"relative difference {result['loss']:.1e}")
-    print(f"- gradients: max over parameters of max|minivae - torch| / max|torch| = "
-          f"{result['gradients']:.1e}")
+    loss, grads = {}, {}
+    for fw in TRAINERS:
+        loss[fw], grads[fw] = TRAINERS[fw]("adam", dtype=np.float64, init=init) \
+            .loss_and_grads(x, eps)
+    result = {"loss": {fw: relative_difference(loss["minivae"], loss[fw]) for fw in peers()},
+              "gradients": {fw: max(relative_difference(array, grads[fw][name])
+                                    for name, array in grads["minivae"].items())
+                            for fw in peers()}}
+    print(f"- loss {loss['minivae']:.6f} (minivae) vs "
+          + ", ".join(f"{loss[fw]:.6f} ({TRAINERS[fw].name})" for fw in peers())
+          + f": relative difference {by_peer(result['loss'], '.1e')}")
+    print(f"- gradients: max over parameters of max|minivae - it| / max|it| = "
+          f"{by_peer(result['gradients'], '.1e')}")
     result["params"] = {}
     for optimizer in optimizers:
-        ours, theirs = (TRAINERS[fw](optimizer, dtype=np.float64, init=init) for fw in TRAINERS)
+        trainers = {fw: TRAINERS[fw](optimizer, dtype=np.float64, init=init) for fw in TRAINERS}
         for x, eps in feed(CHECK_STEPS):
-            ours.step(x, eps)
-            theirs.step(x, eps)
-        expected = theirs.params()
-        result["params"][optimizer] = max(relative_difference(array, expected[name])
-                                          for name, array in ours.params().items())
+            for trainer in trainers.values():
+                trainer.step(x, eps)
+        ours = trainers["minivae"].params()
+        result["params"][optimizer] = {}
+        for fw in peers():
+            expected = trainers[fw].params()
+            result["params"][optimizer][fw] = max(relative_difference(array, expected[name])
+                                                  for name, array in ours.items())
         print(f"- parameters after {CHECK_STEPS} {optimizer} steps: max relative difference "
-              f"{result['params'][optimizer]:.1e}")
-    differences = [result["loss"], result["gradients"], *result["params"].values()]
+              f"{by_peer(result['params'][optimizer], '.1e')}")
+    differences = [*result["loss"].values(), *result["gradients"].values(),
+                   *(d for p in result["params"].values() for d in p.values())]
     result["ok"] = max(differences) <= CHECK_RTOL
     return result
 
 
-def sgemm_peak(torch, repeats):
-    """Median GFLOP/s of SGEMM_N^3 float32 products, numpy and torch alternating."""
+def sgemm_peak(torch, jax, repeats):
+    """Median GFLOP/s of SGEMM_N^3 float32 products, numpy, torch (and jax) alternating."""
     rng = np.random.default_rng(SEED)
     a, b = (rng.standard_normal((SGEMM_N, SGEMM_N), dtype=np.float32) for _ in range(2))
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     products = {"numpy": lambda: a @ b, "torch": lambda: ta @ tb}
+    if jax:
+        ja, jb = jax.device_put(a), jax.device_put(b)
+        jitted = jax.jit(jax.numpy.matmul)
+        products["jax"] = lambda: jitted(ja, jb).block_until_ready()
     times = {name: [] for name in products}
     for _ in range(1 + repeats):  # the first round warms up and is dropped
         for name, matmul in products.items():
@@ -410,12 +532,12 @@ def sgemm_peak(torch, repeats):
 
 def time_epochs(data, images, optimizer, steps, repeats):
     """Seconds of `steps` training steps of each framework, `repeats` times,
-    alternating which goes first, from the same weights and minibatches."""
+    alternating the order, from the same weights and minibatches."""
     init = initial_params(HIDDEN, LATENT, np.float32)
 
     def feed(n):
         return minibatches(data, images, BATCH, n, LATENT, np.float32, SEED)
-    for fw in TRAINERS:  # warm-up: Numba kernels, torch's first calls, page faults
+    for fw in TRAINERS:  # warm-up: Numba kernels, torch's first calls, JAX's jit, page faults
         timed_steps(TRAINERS[fw](optimizer, init=init), feed(min(10, steps)))
     seconds, losses = {fw: [] for fw in TRAINERS}, {fw: [] for fw in TRAINERS}
     for r in range(repeats):
@@ -458,6 +580,10 @@ def child_main(args):
     if args._child == "torch":
         import_torch(args.threads)
         data = minivae_data(alone=True)
+    elif args._child == "jax":
+        if import_jax(args.threads) is None:
+            sys.exit(NO_JAX)
+        data = minivae_data(alone=True)
     else:
         import minivae  # noqa: F401  (the whole package, as a user's script loads it)
         data = minivae_data()
@@ -478,8 +604,10 @@ def child_main(args):
 
 def first_step_times(optimizer, repeats):
     """Time to the first step: minivae cold (empty Numba cache), then warm (the
-    cache the cold run filled), then PyTorch, `repeats` times."""
-    runs = {"minivae cold": [], "minivae warm": [], "torch": []}
+    cache the cold run filled), then PyTorch, then JAX (tracing and compiling
+    its step: it keeps no compilation cache across processes unless told to),
+    `repeats` times."""
+    runs = {"minivae cold": [], "minivae warm": [], **{fw: [] for fw in peers()}}
     for _ in range(repeats):
         cache = tempfile.mkdtemp(prefix="minivae-bench-cold-")
         try:
@@ -489,7 +617,8 @@ def first_step_times(optimizer, repeats):
                                                   {"NUMBA_CACHE_DIR": cache}))
         finally:
             shutil.rmtree(cache, ignore_errors=True)
-        runs["torch"].append(run_child("torch", 1, optimizer))
+        for fw in peers():
+            runs[fw].append(run_child(fw, 1, optimizer))
     return {kind: {key: statistics.median(r[key] for r in reports)
                    for key in ("imports", "first_step", "process_wall")}
             for kind, reports in runs.items()}
@@ -506,13 +635,13 @@ def scaling_steps(batch, quick):
 def scaling_table(data, images, optimizer, repeats, quick):
     grid = QUICK_SCALING if quick else SCALING
     rows = []
-    print(SCALING_HEADER)
+    print(scaling_header())
     for batch, hidden, latent in product(grid["batch"], grid["hidden"], grid["latent"]):
         init = initial_params(hidden, latent, np.float32)
         warm, steps = scaling_steps(batch, quick)
         trainers = {fw: TRAINERS[fw](optimizer, hidden, latent, init=init) for fw in TRAINERS}
         times = {fw: [] for fw in TRAINERS}
-        for r in range(-1, repeats):  # round -1 warms up
+        for r in range(-1, repeats):  # round -1 warms up (and compiles JAX's step)
             for fw in (list(TRAINERS) if r % 2 == 0 else list(TRAINERS)[::-1]):
                 n = warm if r < 0 else steps
                 s, _ = timed_steps(trainers[fw], minibatches(data, images, batch, n, latent,
@@ -524,17 +653,26 @@ def scaling_table(data, images, optimizer, repeats, quick):
         row = {"batch": batch, "hidden": hidden, "latent": latent, "steps": steps,
                "us_per_sample": {fw: s / (steps * batch) * 1e6 for fw, s in median.items()},
                "gflops": {fw: flops / s / 1e9 for fw, s in median.items()},
-               "ratio": median["minivae"] / median["torch"]}
+               "ratio": {fw: median["minivae"] / median[fw] for fw in peers()}}
         rows.append(row)
         print(scaling_row(row), flush=True)
     return rows
 
 
+def scaling_header():
+    names = [TRAINERS[fw].name for fw in TRAINERS]
+    columns = ([f"{n} µs/sample" for n in names] + [f"minivae / {n}" for n in names[1:]]
+               + [f"{n} GFLOP/s" for n in names])
+    return ("| batch | hidden | latent | steps | " + " | ".join(columns) + " |\n"
+            + "|---:" * (4 + len(columns)) + "|")
+
+
 def scaling_row(row):
     us, gf = row["us_per_sample"], row["gflops"]
+    cells = ([f"{us[fw]:.1f}" for fw in TRAINERS] + [f"{row['ratio'][fw]:.2f}" for fw in peers()]
+             + [f"{gf[fw]:.1f}" for fw in TRAINERS])
     return (f"| {row['batch']} | {row['hidden']} | {row['latent']} | {row['steps']} | "
-            f"{us['minivae']:.1f} | {us['torch']:.1f} | {row['ratio']:.2f} | "
-            f"{gf['minivae']:.1f} | {gf['torch']:.1f} |")
+            + " | ".join(cells) + " |")
 
 
 # ---------------------------------------------------------------- the report
@@ -542,12 +680,16 @@ def scaling_row(row):
 
 def main(args):
     torch = import_torch(args.threads)
+    jax = import_jax(args.threads)
+    if jax is None:
+        del TRAINERS["jax"]
     data = minivae_data()
     results = {"args": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
     epoch_steps = QUICK_EPOCH_STEPS if args.quick else EPOCH_STEPS
+    against = " and ".join(TRAINERS[fw].name for fw in peers())
 
-    print("# One training epoch, minivae against PyTorch (bench_epoch.py)\n")
-    results["machine"] = describe_machine(torch)
+    print(f"# One training epoch, minivae against {against} (bench_epoch.py)\n")
+    results["machine"] = describe_machine(torch, jax)
     images = data.load_mnist().train_images
     flops = step_flops(initial_params(HIDDEN, LATENT, np.float32), BATCH)
     results["step_flops"] = flops
@@ -555,16 +697,15 @@ def main(args):
           f"batch {BATCH}, float32: {flops:,} FLOP of matmuls per step (forward, dW, dx)")
 
     print("\n## Same computation (float64, before timing)\n")
-    results["check"] = check_same_computation(data, images, args.optimizers)
+    results["check"] = check_same_computation(data, images, args.optimizers, jax)
     if not results["check"]["ok"]:
-        print(f"\nFAILED: minivae and PyTorch differ by more than rtol {CHECK_RTOL}; "
+        print(f"\nFAILED: minivae and {against} differ by more than rtol {CHECK_RTOL}; "
               f"the timings would compare different computations.")
         sys.exit(1)
 
     print(f"\n## sgemm peak, {SGEMM_N}^3 float32, {args.threads} threads\n")
-    results["sgemm_gflops"] = sgemm_peak(torch, 3 if args.quick else 7)
-    print(f"- numpy {results['sgemm_gflops']['numpy']:.1f} GFLOP/s, "
-          f"torch {results['sgemm_gflops']['torch']:.1f} GFLOP/s")
+    results["sgemm_gflops"] = sgemm_peak(torch, jax, 3 if args.quick else 7)
+    print("- " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in results["sgemm_gflops"].items()))
 
     label = "epoch" if epoch_steps == EPOCH_STEPS else \
         f"epoch (extrapolated from {epoch_steps} steps)"
@@ -576,23 +717,24 @@ def main(args):
         median = {fw: statistics.median(s) * EPOCH_STEPS / epoch_steps for fw, s in seconds.items()}
         gflops = {fw: flops * epoch_steps / statistics.median(s) / 1e9
                   for fw, s in seconds.items()}
-        results["epochs"][optimizer] = {
+        # The machine's speed drifts over minutes; the runs of one round are
+        # seconds apart, so the median of per-round ratios resists the drift.
+        paired = {fw: statistics.median(m / t for m, t in zip(seconds["minivae"], seconds[fw]))
+                  for fw in peers()}
+        results["epochs"][optimizer] = e = {
             "steps_timed": epoch_steps, "epoch_seconds": median, "runs_seconds": seconds,
             "mean_loss": {fw: statistics.median(v) for fw, v in losses.items()},
-            "gflops": gflops, "ratio": median["minivae"] / median["torch"],
-            "other_load": load.share()}
+            "gflops": gflops, "ratio": {fw: median["minivae"] / median[fw] for fw in peers()},
+            "paired_ratio": paired, "other_load": load.share()}
         for fw in TRAINERS:
             runs = ", ".join(f"{s:.2f}" for s in seconds[fw])
             print(f"- {optimizer}, {TRAINERS[fw].name}: {median[fw]:.2f} s per epoch "
                   f"(runs of {epoch_steps} steps: {runs} s), {gflops[fw]:.1f} GFLOP/s, "
                   f"mean -ELBO {statistics.median(losses[fw]):.2f}")
-        # The machine's speed drifts over minutes; the two runs of one round are
-        # seconds apart, so the median of per-round ratios resists the drift.
-        paired = statistics.median(m / t for m, t in zip(seconds["minivae"], seconds["torch"]))
-        results["epochs"][optimizer]["paired_ratio"] = paired
-        print(f"- {optimizer}: minivae / PyTorch = {median['minivae'] / median['torch']:.2f} "
-              f"(ratio of medians), {paired:.2f} (median of per-round ratios); "
-              f"other processes used {results['epochs'][optimizer]['other_load']:.0%} of the CPUs")
+        for fw in peers():
+            print(f"- {optimizer}: minivae / {TRAINERS[fw].name} = {e['ratio'][fw]:.2f} "
+                  f"(ratio of medians), {paired[fw]:.2f} (median of per-round ratios)")
+        print(f"- {optimizer}: other processes used {e['other_load']:.0%} of the CPUs")
 
     optimizer = args.optimizers[0]
     print(f"\n## Peak resident memory of {label}, {optimizer}, fresh processes\n")
@@ -605,8 +747,10 @@ def main(args):
     print(f"\n## Time to the first training step, fresh processes, median of {repeats}\n")
     results["first_step"] = first_step_times(optimizer, repeats)
     for kind, t in results["first_step"].items():
-        print(f"- {kind}: first step done {t['first_step']:.2f} s after the script started "
-              f"(imports {t['imports']:.2f} s); whole process {t['process_wall']:.2f} s")
+        print(f"- {TRAINERS[kind].name if kind in TRAINERS else kind}: first step done "
+              f"{t['first_step']:.2f} s after the script started (imports {t['imports']:.2f} s"
+              f"{'; tracing and compiling the jitted step included' if kind == 'jax' else ''})"
+              f"; whole process {t['process_wall']:.2f} s")
 
     if not args.skip_scaling:
         print(f"\n## Scaling, {optimizer}, time per sample, median of {args.repeats}\n")
@@ -623,56 +767,77 @@ def main(args):
         print(f"\n(all results written to {args.json})")
 
 
+def table_row(measure, values, ratios):
+    """| measure | one cell per framework | minivae / each peer |"""
+    return f"| {measure} | " + " | ".join(values) + " | " + " | ".join(ratios) + " |"
+
+
 def print_summary(results, label):
     m, check, peak = results["machine"], results["check"], results["sgemm_gflops"]
     args = results["args"]
-    print("\n" + "=" * 72 + "\n\n## Summary: one epoch, minivae against PyTorch (bench_epoch.py)\n")
+    fws, names = list(TRAINERS), [TRAINERS[fw].name for fw in TRAINERS]
+    print("\n" + "=" * 72 + f"\n\n## Summary: one epoch, minivae against "
+          f"{' and '.join(names[1:])} (bench_epoch.py)\n")
     print(f"- {m['date']}; {m['cpu']}; load average {m['load_average']:.1f} at start")
     print(f"- {m['versions']}")
     print(f"- numpy BLAS {m['numpy_blas']}; torch BLAS {m['torch_blas']}")
     print(f"- threads: {m['threads']}")
+    if "jax" not in TRAINERS:
+        print(f"- {NO_JAX}")
     print(f"- run: --repeats {args['repeats']}{' --quick' if args['quick'] else ''}; "
           f"model {X_DIM}-{HIDDEN}-{LATENT} tanh, Bernoulli, estimator B, L = 1, batch {BATCH}, "
           f"float32, {results['step_flops'] / 1e6:.1f} MFLOP of matmuls per step")
-    print(f"- same computation (float64): loss {check['loss']:.0e}, gradients "
-          f"{check['gradients']:.0e}, parameters after {CHECK_STEPS} steps "
-          + ", ".join(f"{k} {v:.0e}" for k, v in check["params"].items())
-          + " (max relative difference)")
-    print("\n| measure | minivae | PyTorch | minivae / PyTorch |\n|---|---:|---:|---:|")
+    print(f"- same computation (float64), max relative difference from minivae: loss "
+          f"{by_peer(check['loss'], '.0e')}; gradients {by_peer(check['gradients'], '.0e')}; "
+          f"parameters after {CHECK_STEPS} steps "
+          + "; ".join(f"{k} {by_peer(v, '.0e')}" for k, v in check["params"].items()))
+    print("\n| measure | " + " | ".join(names) + " | "
+          + " | ".join(f"minivae / {n}" for n in names[1:]) + " |\n|---|"
+          + "---:|" * (2 * len(names) - 1))
     for optimizer, e in results["epochs"].items():
         s = e["epoch_seconds"]
-        print(f"| {label}, {optimizer} (s) | {s['minivae']:.2f} | {s['torch']:.2f} | "
-              f"{e['ratio']:.2f} |")
+        print(table_row(f"{label}, {optimizer} (s)", [f"{s[fw]:.2f}" for fw in fws],
+                        [f"{e['paired_ratio'][fw]:.2f}" for fw in fws[1:]]))
     e = results["epochs"][args["optimizers"][0]]
-    print(f"| matmul GFLOP/s in that epoch ({args['optimizers'][0]}) | "
-          f"{e['gflops']['minivae']:.1f} ({e['gflops']['minivae'] / peak['numpy']:.0%} of "
-          f"numpy sgemm) | {e['gflops']['torch']:.1f} ({e['gflops']['torch'] / peak['torch']:.0%}"
-          f" of torch sgemm) | |")
-    print(f"| sgemm {SGEMM_N}^3 GFLOP/s | {peak['numpy']:.1f} (numpy) | {peak['torch']:.1f} | "
-          f"{peak['numpy'] / peak['torch']:.2f} |")
+    print(table_row(f"matmul GFLOP/s in that epoch ({args['optimizers'][0]})",
+                    [f"{e['gflops'][fw]:.1f} ({e['gflops'][fw] / peak[sgemm]:.0%} of {sgemm} "
+                     f"sgemm)" for fw, sgemm in zip(fws, ("numpy", *fws[1:]))],
+                    ["" for _ in fws[1:]]))
+    print(table_row(f"sgemm {SGEMM_N}^3 GFLOP/s",
+                    [f"{peak['numpy']:.1f} (numpy)"] + [f"{peak[fw]:.1f}" for fw in fws[1:]],
+                    [f"{peak['numpy'] / peak[fw]:.2f}" for fw in fws[1:]]))
     mem = {fw: report["peak_mb"] for fw, report in results["memory"].items()}
-    print(f"| peak RSS of an {label} (MB) | {mem['minivae']:.0f} | {mem['torch']:.0f} | "
-          f"{mem['minivae'] / mem['torch']:.2f} |")
+    print(table_row(f"peak RSS of an {label} (MB)", [f"{mem[fw]:.0f}" for fw in fws],
+                    [f"{mem['minivae'] / mem[fw]:.2f}" for fw in fws[1:]]))
     first = results["first_step"]
     for kind in ("minivae warm", "minivae cold"):
-        print(f"| time to first step, {kind.split()[1]} Numba cache (s; whole process) | "
-              f"{first[kind]['first_step']:.2f} ({first[kind]['process_wall']:.2f}) | "
-              f"{first['torch']['first_step']:.2f} ({first['torch']['process_wall']:.2f}) | "
-              f"{first[kind]['first_step'] / first['torch']['first_step']:.2f} |")
+        print(table_row(f"time to first step, {kind.split()[1]} Numba cache (s; whole process)",
+                        [f"{first[k]['first_step']:.2f} ({first[k]['process_wall']:.2f})"
+                         for k in (kind, *fws[1:])],
+                        [f"{first[kind]['first_step'] / first[fw]['first_step']:.2f}"
+                         for fw in fws[1:]]))
+    print("\nEpoch ratios: the median of per-round ratios (the ratios of medians are in "
+          "the epoch section above)."
+          + (" JAX's time to the first step includes tracing and compiling its jitted step "
+             "(no persistent compilation cache); its epochs are timed after a warm-up that "
+             "compiled it." if "jax" in fws else ""))
     loads = ", ".join(f"{k} {e['other_load']:.0%}" for k, e in results["epochs"].items())
-    print(f"\nOther processes used this share of the CPUs during the epoch timings: {loads}. "
+    print(f"Other processes used this share of the CPUs during the epoch timings: {loads}. "
           f"The whole run took {results['run_seconds'] / 60:.1f} min.")
     if max(e["other_load"] for e in results["epochs"].values()) > BUSY:
         print(f"WARNING: other processes used more than {BUSY:.0%} of the CPUs: the machine "
-              f"was busy, and these timings say little about either framework.")
+              f"was busy, and these timings say little about any framework.")
     if "scaling" in results:
         rows = results["scaling"]
-        ratios = [row["ratio"] for row in rows]
-        print(f"\n### Scaling ({args['optimizers'][0]}, median of {args['repeats']}; ratio "
-              f"minivae / PyTorch from {min(ratios):.2f} to {max(ratios):.2f}, median "
-              f"{statistics.median(ratios):.2f}; other processes used "
+        spans = []
+        for fw in fws[1:]:
+            ratios = [row["ratio"][fw] for row in rows]
+            spans.append(f"minivae / {TRAINERS[fw].name} from {min(ratios):.2f} to "
+                         f"{max(ratios):.2f}, median {statistics.median(ratios):.2f}")
+        print(f"\n### Scaling ({args['optimizers'][0]}, median of {args['repeats']}; "
+              + "; ".join(spans) + f"; other processes used "
               f"{results['scaling_other_load']:.0%} of the CPUs)\n")
-        print(SCALING_HEADER)
+        print(scaling_header())
         for row in rows:
             print(scaling_row(row))
 
