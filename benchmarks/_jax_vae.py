@@ -58,6 +58,7 @@ def body(params, prefix, h, act):
 
 
 def head(params, name, h):
+    """An affine head of the MLP: h W + b with `name`'s weights."""
     return h @ params[f"{name}.W"] + params[f"{name}.b"]
 
 
@@ -106,6 +107,7 @@ class Adam:
     weight_decay: float = 0.0
 
     def init(self, params):
+        """Adam's state: first and second moments m, v, zero for every parameter."""
         return {"m": {k: jnp.zeros_like(p) for k, p in params.items()},
                 "v": {k: jnp.zeros_like(p) for k, p in params.items()}}
 
@@ -115,6 +117,7 @@ class Adam:
                 dtype.type(1 / np.sqrt(1 - self.beta2 ** step)))          # sqrt(v^) = sqrt(v) *
 
     def update(self, params, grads, state, scalars):
+        """One Adam step (traced inside the jitted step): new parameters and state."""
         step_size, v_correction = scalars
         new_params, m, v = {}, {}, {}
         for k, theta in params.items():
@@ -136,12 +139,15 @@ class Adagrad:
     weight_decay: float = 0.0
 
     def init(self, params):
+        """Adagrad's state: the sum of squared gradients G, zero for every parameter."""
         return {"G": {k: jnp.zeros_like(p) for k, p in params.items()}}
 
     def scalars(self, step, dtype):
+        """Adagrad needs no per-step scalars."""
         return ()
 
     def update(self, params, grads, state, scalars):
+        """One Adagrad step (traced inside the jitted step): new parameters and state."""
         new_params, G = {}, {}
         for k, theta in params.items():
             t = theta.dtype.type

@@ -2,8 +2,9 @@
 
     PYTHONPATH=. python benchmarks/bench_explorer.py RUN [--rounds 5] [--moves 60]
 
-Writes RUN's explorer page (`minivae explore`) into a temporary directory, opens it from disk in headless
-Chromium (Debian's chromium and chromium-driver, and selenium), moves the
+Writes RUN's explorer page (`minivae explore`) into a temporary directory,
+opens it from disk in headless Chromium (Debian's chromium and
+chromium-driver, and selenium), moves the
 sliders --moves times per round through the page's own input events, and
 prints the page's median decode time of each round (the page times every
 decode it draws, `window.minivaeExplorer.decodeMs`, the median of its last
@@ -25,6 +26,7 @@ from minivae.cli import main as minivae
 
 
 def browser():
+    """A headless Chromium driven by selenium."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
@@ -56,6 +58,7 @@ def run(page, rounds, moves):
 
 
 def main():
+    """Parse the command line, write the page, time it, print the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run directory (or checkpoint) of minivae train")
     parser.add_argument("--rounds", type=int, default=5)

@@ -60,6 +60,7 @@ def _add_config_flags(parser):
 
 
 def parser():
+    """The `minivae` argument parser: one subcommand per command of `cli`."""
     parser = _Parser(
         prog="minivae", description="Auto-Encoding Variational Bayes (Kingma & Welling, 2013) "
                                     "in NumPy and Numba.")

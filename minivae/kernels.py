@@ -280,6 +280,8 @@ def reparameterize(mu, logvar, eps):
 
 @njit(cache=True, error_model="numpy")
 def mu_plus_sigma_eps(mu, sigma, eps):
+    """z = mu + sigma * eps elementwise, (n, j) x3 -> (n, j): the location-scale
+    step of every reparameterized sampler (eq. 10; `family_kernels` too)."""
     n, m = mu.shape
     z = np.empty_like(mu)
     for i in range(n):

@@ -42,16 +42,20 @@ class Gaussian:
     entropy, variance = 0.5 * math.log(2 * math.pi * math.e), 1.0   # of N(0, 1)
 
     def noise(self, rng, shape, dtype):
+        """eps ~ N(0, I), an array of `shape` and `dtype` drawn from rng."""
         return rng.standard_normal(shape, dtype=dtype)
 
     def sample(self, mu, logvar, eps):
+        """z = mu + exp(logvar / 2) eps, (n, J) (eq. 10)."""
         return reparameterize(mu, logvar, eps)
 
     def log_prob(self, z, mu, logvar):
+        """log N(z; mu, diag(exp(logvar))) per row, (n, J) -> (n,)."""
         return gaussian_log_prob(z, mu, logvar)
 
     def kl(self, mu, logvar):
-        return gaussian_kl(mu, logvar)   # Appendix B
+        """KL(q || N(0, I)) per row, (n, J) -> (n,) (Appendix B)."""
+        return gaussian_kl(mu, logvar)
 
 
 class _LocationScale:
@@ -62,6 +66,8 @@ class _LocationScale:
         return logvar * 0.5 - 0.5 * math.log(self.variance)
 
     def kl(self, mu, logvar):
+        """KL(q || N(0, I)) per row, (n, J) -> (n,), in closed form from the standard
+        member's entropy and variance (`distributions.location_scale_kl`)."""
         return location_scale_kl(mu, self.logscale(logvar), self.entropy, self.variance)
 
 
@@ -73,12 +79,15 @@ class Laplace(_LocationScale):
     entropy, variance = 1.0 + math.log(2.0), 2.0
 
     def noise(self, rng, shape, dtype):
+        """eps ~ Laplace(0, 1), an array of `shape` and `dtype` drawn from rng."""
         return rng.laplace(size=shape).astype(dtype)
 
     def sample(self, mu, logvar, eps):
+        """z = mu + b eps, (n, J): the location-scale route."""
         return location_scale(mu, self.logscale(logvar), eps)
 
     def log_prob(self, z, mu, logvar):
+        """log q(z|x) = sum_j -(log 2 b_j + |z_j - mu_j| / b_j) per row, (n, J) -> (n,)."""
         return laplace_log_prob(z, mu, self.logscale(logvar))
 
 
@@ -90,14 +99,17 @@ class Logistic(_LocationScale):
     entropy, variance = 2.0, math.pi ** 2 / 3.0
 
     def noise(self, rng, shape, dtype):
+        """u ~ U(0, 1), an array of `shape` and `dtype` drawn from rng, never 0."""
         # U(0, 1) draws lie in [0, 1); 0, where F^-1 is -inf, becomes the
         # smallest draw's mirror image, so that both tails end at +-log(1/epsneg)
         return np.maximum(rng.random(shape, dtype=dtype), np.finfo(dtype).epsneg)
 
     def sample(self, mu, logvar, u):
+        """z = F^-1(u) = mu + s log(u / (1 - u)), (n, J): the inverse-CDF route."""
         return logistic_inverse_cdf(mu, self.logscale(logvar), u)
 
     def log_prob(self, z, mu, logvar):
+        """log q(z|x) = sum_j log Logistic(z_j; mu_j, s_j) per row, (n, J) -> (n,)."""
         return logistic_log_prob(z, mu, self.logscale(logvar))
 
 
