@@ -191,6 +191,9 @@ class DataConfig(Section):
                                       "fixed binarization, or data that is already binary "
                                       "(pixels 0 or 255)", choices=BINARIZATIONS)
     batch_size: int = _field(100, "minibatch size M", "positive int")
+    train_size: int = _field(None, "N, train on the first N training images (default: all "
+                                   "of them; the paper's Figure 3 uses 1000 and 50000)",
+                             "positive int", optional=True)
     intensities: str = _field("scaled", "continuous pixels: scaled, pixel / 255; dequantized, "
                                         "(pixel + u) / 256 with fresh u ~ U(0, 1) per "
                                         "minibatch, whose density is bounded",
@@ -208,6 +211,13 @@ class RunConfig(Section):
     seed: int = _field(0, "seed of the run's random generator", "int >= 0")
     dtype: str = _field("float32", "floating-point type of parameters and arithmetic",
                         choices=DTYPES)
+    track_log_px: int = _field(0, "K: after the epochs at which the samples evaluated pass "
+                                  "1, 2 or 5 x 10^k, and after the last, estimate log p(x) "
+                                  "by importance sampling with K samples on the first "
+                                  "--track-images training and test images, into the metrics "
+                                  "(0: never; the paper's Figure 3)", "int >= 0")
+    track_images: int = _field(1000, "images of each split that --track-log-px scores",
+                               "positive int")
 
 
 def _bound(o, shape):
@@ -269,6 +279,12 @@ def check_applies(given):
         if BOUND_OF.get(name, bound) != bound:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to --objective "
                              f"{bound}; it applies to --objective {BOUND_OF[name]}")
+    if "track_images" in given and not given.get("track_log_px"):
+        raise ValueError("--track-images applies to tracking log p(x): give --track-log-px K "
+                         "too")
+    if given.get("track_log_px") and not MODELS[model].has_prior:
+        raise ValueError(f"--track-log-px needs a model with a prior p(z); --model {model} "
+                         f"has none")
     if "warmup_start" in given and not given.get("warmup"):
         raise ValueError("--warmup-start applies to a warm-up: give --warmup EPOCHS too")
     decoder = given.get("decoder") or MODELS[model].default_decoder

@@ -11,7 +11,7 @@ import gzip
 import math
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,9 @@ BINARIZATIONS = ("dynamic", "static", "none")
 INTENSITIES = ("scaled", "dequantized")
 TEST_BINARIZATION_SEED = 0  # one fixed binarization of the test set, for comparable numbers
 TEST_DEQUANTIZATION_SEED = 0   # likewise one fixed draw of u for dequantized test images
+# one fixed binarization of the training images that are scored (not trained on) when
+# training binarizes dynamically, so every evaluation of a run scores the same x
+TRAIN_SCORING_SEED = 1
 LEVELS = 256   # the values a uint8 pixel takes
 EVAL_BATCH = 1000
 IDX_UINT8 = 0x08
@@ -94,6 +97,15 @@ class Dataset:
     def dim(self):
         """D, the number of pixels per image."""
         return self.train_images.shape[1]
+
+    def first_training_images(self, n):
+        """This data set with only its first n training images (and labels), the
+        test set whole: a training set of size N, as in the paper's Figure 3."""
+        if n > len(self.train_images):
+            raise DataError(f"train size {n} is larger than the training set "
+                            f"({len(self.train_images)} images)")
+        return replace(self, train_images=self.train_images[:n],
+                       train_labels=self.train_labels[:n])
 
 
 def _find_idx(data_dir, name):
@@ -319,8 +331,21 @@ class Inputs:
 
     def test_batches(self, batch_size=EVAL_BATCH, limit=None):
         """The test set as x, in batches (a generator, so memory stays small)."""
+        yield from self._scored(self.test, self.classes and self.test_y, batch_size, limit)
+
+    def train_batches(self, batch_size=EVAL_BATCH, limit=None):
+        """The first `limit` training images as x to be scored, in batches: the
+        same x at every call (one fixed binarization when training binarizes
+        dynamically), so scores at different epochs compare."""
+        images = self.train[:limit]
+        if self.dynamic:
+            images = binarize_static(images, TRAIN_SCORING_SEED) * np.uint8(255)
+        yield from self._scored(images, self.classes and self.train_y, batch_size, limit)
+
+    def _scored(self, images, onehot, batch_size, limit):
         rng = np.random.default_rng(TEST_DEQUANTIZATION_SEED)   # used when dequantized
-        n = len(self.test[:limit])
+        n = len(images[:limit])
         for s in range(0, n, batch_size):
-            x = self._x(self.test[s:min(s + batch_size, n)], rng)
-            yield np.hstack([x, self.test_y[s:s + len(x)]]) if self.classes else x
+            x = intensities(images[s:min(s + batch_size, n)], self.dtype) if self.dynamic \
+                else self._x(images[s:min(s + batch_size, n)], rng)
+            yield np.hstack([x, onehot[s:s + len(x)]]) if self.classes else x

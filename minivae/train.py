@@ -158,10 +158,15 @@ class Run:
         train = {name: total / self.n for name, total in p["sums"].items()}
         started = time.perf_counter()
         test = self.test_measures(np.random.default_rng([config.run.seed, epoch]))
+        before = self.rows[-1]["samples_seen"] if self.rows else 0
+        tracked = {}
+        if config.run.track_log_px and (epoch == config.run.epochs
+                                        or passes_track_point(before, p["samples_seen"])):
+            tracked = self.log_px_scores(epoch)
         row = {"epoch": epoch, "samples_seen": p["samples_seen"],
                **{f"train_{name}": value for name, value in train.items()},
                **{f"test_{name}": value for name, value in test.items()},
-               **({"beta": objective.beta} if hasattr(objective, "beta") else {}),
+               **({"beta": objective.beta} if hasattr(objective, "beta") else {}), **tracked,
                "epoch_seconds": p["epoch_seconds"],
                "train_seconds": p["train_seconds"] + p["epoch_seconds"],
                "eval_seconds": time.perf_counter() - started}
@@ -175,9 +180,36 @@ class Run:
         also = ""   # the true ELBO beside another objective, so numbers stay comparable
         if key != "elbo" and "elbo" in test:
             also = f"  (ELBO train {train['elbo']:9.3f}  test {test['elbo']:9.3f})"
+        if tracked:
+            also += (f"  log p(x) train {tracked['train_log_px']:9.3f}  test "
+                     f"{tracked['test_log_px']:9.3f}")
         log(f"epoch {epoch:3d}  train {label} {train[key]:9.3f}  test {label} {test[key]:9.3f}"
             f"{also}  ({row['epoch_seconds']:.1f} s, {self.n / row['epoch_seconds']:.0f} "
             f"samples/s)")
+
+    def log_px_scores(self, epoch):
+        """{'train_log_px', 'test_log_px'}: the importance-sampled log p(x) (K =
+        --track-log-px) of the first --track-images training and test images,
+        the same x at every epoch, with the encoder q(z|x) as the proposal."""
+        r, inputs = self.config.run, self.inputs
+        rng = np.random.default_rng([r.seed, epoch, r.track_log_px])
+        return {f"{split}_log_px": log_likelihood(self.model, batches(batch_size=100,
+                                                                      limit=r.track_images),
+                                                  rng, k=r.track_log_px)
+                for split, batches in (("train", inputs.train_batches),
+                                       ("test", inputs.test_batches))}
+
+
+def passes_track_point(before, after):
+    """Whether a point of {1, 2, 5} x 10^k lies in (before, after]: the counts of
+    samples evaluated at which --track-log-px scores log p(x), three a decade,
+    evenly spread on the log axis of the paper's Figure 3."""
+    decade = 1
+    while decade <= after:
+        if any(before < m * decade <= after for m in (1, 2, 5)):
+            return True
+        decade *= 10
+    return False
 
 
 def _stop_on_interrupt():
@@ -271,7 +303,10 @@ def train(config, out, resume=None, progress=True, log=print, on_epoch=None, max
     elif run_dir.checkpoint.exists():
         raise ValueError(f"{run_dir.path} already holds a run; continue it with --resume "
                          f"{run_dir.path}, or choose another --out")
-    run = Run(config, data.load_mnist(config.data.data), run_dir, trained)
+    dataset = data.load_mnist(config.data.data)
+    if config.data.train_size is not None:
+        dataset = dataset.first_training_images(config.data.train_size)
+    run = Run(config, dataset, run_dir, trained)
     run_dir.remove_leftovers()
     run_dir.write_config(config)
     run_dir.write_metrics(run.rows)
