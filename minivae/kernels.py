@@ -5,8 +5,8 @@ the VAE; `ops`, `distributions` and `optim` wrap them with their
 derivatives.  The work is split by what each tool does best, as measured
 in benchmarks/RESULTS.md:
 
-- matmuls go to BLAS through numpy (`matmul`); `matmul_loop` is the same
-  product written out in Numba, to be read;
+- matmuls go to BLAS through numpy (`matmul`, on the cores `threads`
+  allows); `matmul_loop` is the same product written out in Numba, to be read;
 - exp, log1p and tanh of whole arrays go to numpy, whose float32 ufuncs
   are SIMD-vectorized, while Numba compiles them to one libm call per
   element, tens of times slower;
@@ -32,7 +32,7 @@ its inputs finite, so NaN and Inf propagate to the checks that look for them.
 """
 import numpy as np
 
-from minivae import numba_cache
+from minivae import numba_cache, threads
 
 numba_cache.configure()   # before Numba is imported: where it may cache
 from numba import njit, prange  # noqa: E402
@@ -73,8 +73,9 @@ def matmul(a, b):
 
     On the benchmark's shapes BLAS is several times faster than
     `matmul_loop` (benchmarks/RESULTS.md), so every op uses this one.
+    `threads` decides on how many cores, without changing the result.
     """
-    return a @ b
+    return threads.matmul(a, b)
 
 
 # ---------------------------------------------------------------- activations
