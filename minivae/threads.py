@@ -129,11 +129,12 @@ class Policy:
         self.parallel = name != "serial"
         if self.blas is not None:
             self.blas.set_threads(self.blas.default_threads if name == "openblas" else 1)
-        if name == "adaptive" and self.load is None:
+        if name == "adaptive":   # a fresh look at the load, from now on
             try:
                 self.load = OtherLoad()
             except OSError:   # no /proc/stat: stay parallel
                 self.load = None
+            self.checked = time.perf_counter()
 
     def splits(self, a, b):
         """Whether a @ b is cut into blocks: shapes alone decide, never the load."""
@@ -184,11 +185,16 @@ class Policy:
 _policy = None
 
 
+def configured():
+    """The policy the environment chose: MINIVAE_THREADS, or DEFAULT."""
+    return os.environ.get("MINIVAE_THREADS", DEFAULT)
+
+
 def policy():
-    """The process's Policy, made on first use from MINIVAE_THREADS (default "adaptive")."""
+    """The process's Policy, made on first use as `configured` says."""
     global _policy
     if _policy is None:
-        _policy = Policy(os.environ.get("MINIVAE_THREADS", DEFAULT), OpenBLAS.find())
+        _policy = Policy(configured(), OpenBLAS.find())
     return _policy
 
 
