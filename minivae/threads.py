@@ -117,7 +117,7 @@ class Policy:
     None if not found: then every product is a plain `a @ b`)."""
 
     def __init__(self, name, blas):
-        self.blas, self.pool, self.load = blas, None, None
+        self.blas, self.pool, self.pool_pid, self.load = blas, None, None, None
         self.parallel, self.checked = True, time.perf_counter()
         self.use(name)
 
@@ -153,8 +153,9 @@ class Policy:
         def block(r):
             np.matmul(a[r], b, out=out[r])
         if self.parallel and os.cpu_count() > 1:
-            if self.pool is None:
+            if self.pool_pid != os.getpid():   # none yet, or a fork's child: its threads stayed
                 self.pool = ThreadPoolExecutor(PIECES - 1, thread_name_prefix="minivae-matmul")
+                self.pool_pid = os.getpid()
             others = [self.pool.submit(block, r) for r in rows[1:]]
             block(rows[0])
             for future in others:

@@ -1,4 +1,8 @@
 """The thread policy changes where matmuls run, never what they compute."""
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 
@@ -53,6 +57,27 @@ def test_the_split_policies_run_openblas_on_one_thread_and_openblas_restores_its
         assert BLAS.threads() == 1
     threads.set_policy("openblas")
     assert BLAS.threads() == BLAS.default_threads
+
+
+@needs_openblas
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_parallel_products_on_threads_of_its_own(restore_policy):
+    threads.set_policy("parallel")
+    a, b = step_products(100, 784, 500, np.float32)[0]
+    expected = threads.matmul(a, b)   # the parent's worker thread exists now
+    pid = os.fork()
+    if pid == 0:   # the child: exit 0 only if the product finished and is the same
+        os._exit(0 if np.array_equal(threads.matmul(a, b), expected) else 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the child's product never finished")
 
 
 def test_an_unknown_policy_is_a_value_error(restore_policy):
