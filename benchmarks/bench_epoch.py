@@ -60,7 +60,7 @@ Run from the repository root; PyTorch is needed (pip install torch==2.13.0),
 JAX is optional (pip install "jax[cpu]"):
 
     PYTHONPATH=. python benchmarks/bench_epoch.py              # full run, minutes on 2 idle cores
-    PYTHONPATH=. python benchmarks/bench_epoch.py --quick      # smoke test, under a minute
+    PYTHONPATH=. python benchmarks/bench_epoch.py --quick      # smoke test, 2-3 minutes
     PYTHONPATH=. python benchmarks/bench_epoch.py --threads 2 --repeats 5 --json epoch.json
     PYTHONPATH=. python benchmarks/bench_epoch.py --skip-scaling --skip-contention
 
