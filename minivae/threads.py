@@ -7,7 +7,9 @@ process busy on a 2-core machine, a training epoch took 3x as long
 (benchmarks/RESULTS.md).  So here OpenBLAS runs one thread, and a large
 product is cut into PIECES row blocks, always the same blocks for the same
 shapes.  The blocks run at once, one per thread (numpy lets go of the GIL
-inside BLAS), or one after another on the calling thread.  Either way each
+inside BLAS), or one after another on the calling thread; never at once
+where OpenBLAS was started on one thread (OPENBLAS_NUM_THREADS=1 or
+OMP_NUM_THREADS=1 keep minivae on one core, as before).  Either way each
 block is the same single-threaded BLAS call, so the numbers do not depend
 on how many cores did the work, and the policy may change that at any step:
 
@@ -152,7 +154,7 @@ class Policy:
 
         def block(r):
             np.matmul(a[r], b, out=out[r])
-        if self.parallel and os.cpu_count() > 1:
+        if self.parallel and self.blas.default_threads > 1:
             if self.pool_pid != os.getpid():   # none yet, or a fork's child: its threads stayed
                 self.pool = ThreadPoolExecutor(PIECES - 1, thread_name_prefix="minivae-matmul")
                 self.pool_pid = os.getpid()
