@@ -13,6 +13,9 @@
                                        on the frozen codes, test accuracy
     minivae explore RUN_OR_CKPT        explorer.html: drag a point through z, watch
                                        the decoder's output in a browser
+    minivae reproduce fig2|frey|fig3|fig4
+                                       the paper's experiments, one run per curve,
+                                       drawn over the paper's points
 
 `arguments` holds the grammar (subcommands, flags, help); this module runs it.
 """
@@ -294,13 +297,15 @@ def main(argv=None):
     from minivae.checkpoint import CheckpointError
     from minivae.train import TrainingError
     args = parser().parse_args(argv)
+    from minivae.reproduce import reproduce
     command = {"train": _train, "evaluate": _evaluate, "sample": _sample,
-               "plot": _plot, "probe": _probe, "explore": _explore}[args.command]
+               "plot": _plot, "probe": _probe, "explore": _explore,
+               "reproduce": reproduce}[args.command]
     try:
-        command(args)
+        code = command(args)
     except KeyboardInterrupt:
         return 130
     except (ValueError, TypeError, OSError, CheckpointError, TrainingError) as err:
         print(f"minivae {args.command}: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0
