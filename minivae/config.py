@@ -23,7 +23,7 @@ from minivae.autograd import SUPPORTED_DTYPES
 from minivae.data import BINARIZATIONS, INTENSITIES
 from minivae.algorithms import FitPCA, GradientAscent
 from minivae.corruptions import GaussianNoise, MaskingNoise
-from minivae.likelihoods import LIKELIHOODS
+from minivae.likelihoods import LIKELIHOODS, MEANS
 from minivae.models import MODELS, SUMMARIES
 from minivae.nn import ACTIVATIONS, INITS
 from minivae.objectives import (ELBO, ESTIMATORS, IWAE, KLWarmUp, MaskedReconstruction,
@@ -104,6 +104,10 @@ class ModelConfig(Section):
                            choices=("output", "pixel", "scalar"))
     logvar_floor: float = _field(None, "lower bound on the gaussian decoder's log-variance "
                                        "(default: none)", "number", optional=True)
+    decoder_mean: str = _field("identity", "the gaussian decoder's mean: identity, the "
+                                           "decoder's output (Appendix C.2); sigmoid, squashed "
+                                           "into (0, 1), the paper's Frey Face decoder "
+                                           "(section 5)", choices=MEANS)
     classes: int = _field(10, "classes of the label y a cvae is conditioned on",
                           "positive int")
     posterior: str = _field("gaussian", "the family of q(z|x) (section 2.4): gaussian, as "
@@ -277,7 +281,7 @@ def check_applies(given):
     if "intensities" in given and LIKELIHOODS[decoder].pixels != "continuous":
         raise ValueError(f"--intensities applies to continuous pixels (a gaussian or squared "
                          f"decoder), not to --decoder {decoder}")
-    for name in ("variance", "logvar_floor"):
+    for name in ("variance", "logvar_floor", "decoder_mean"):
         if name in given and decoder != "gaussian":
             raise ValueError(f"--{name.replace('_', '-')} applies to --decoder gaussian, not to "
                              f"--decoder {decoder}")

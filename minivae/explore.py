@@ -11,8 +11,9 @@ one JSON object, `page_data`:
 
     decoder   the layers h = act(h W + b), W (inputs, outputs) as base64
               float32, then the likelihood's mean: sigmoid for a Bernoulli
-              decoder's logits (Appendix C.1), the identity for a Gaussian
-              mean (Appendix C.2) or an autoencoder's y
+              decoder's logits (Appendix C.1) and for a Gaussian mean squashed
+              into (0, 1) (the paper's Frey Face decoder, section 5), the
+              identity for a Gaussian mean (Appendix C.2) or an autoencoder's y
     test      n test digits as the model sees them (uint8 grey levels), their
               labels and codes: the encoder mean mu of each (eq. 9's
               deterministic part), or the autoencoder's code f(x)
@@ -37,7 +38,6 @@ from minivae.autograd import no_grad
 
 TEMPLATE, SCRIPT = (Path(__file__).with_name(name) for name in ("explorer.html", "explorer.js"))
 PLACEHOLDER, SCRIPT_PLACEHOLDER = '"__MINIVAE_DATA__"', "/*__MINIVAE_SCRIPT__*/"
-OUTPUTS = {"bernoulli": "sigmoid"}   # the likelihood's mean from the last layer; else identity
 PRIOR_RANGE = 3.0                     # +-3 standard deviations of N(0, I)
 
 
@@ -48,7 +48,8 @@ def _base64(array, dtype):
 
 def decoder_layers(model):
     """[(W (inputs, outputs), b (outputs,), activation)] and the output function
-    ('sigmoid' or 'identity') whose composition is `model.decode_mean`.
+    ('sigmoid' or 'identity', the likelihood's `output`) whose composition is
+    `model.decode_mean`.
 
     An MLP decoder gives its hidden layers and then the head of the mean (the
     first head: logits, mu or y), which is affine; PCA's decoder is the one
@@ -63,7 +64,7 @@ def decoder_layers(model):
               for prefix, _, _ in decoder.layers[:decoder.n_hidden]]
     mean = f"{decoder.name}.{decoder.heads[0]}"
     layers.append((params[f"{mean}.W"], params[f"{mean}.b"], "identity"))
-    return layers, OUTPUTS.get(model.likelihood.name, "identity")
+    return layers, model.likelihood.output
 
 
 def _plane(codes, has_prior):
