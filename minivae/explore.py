@@ -15,8 +15,9 @@ one JSON object, `page_data`:
               into (0, 1) (the paper's Frey Face decoder, section 5), the
               identity for a Gaussian mean (Appendix C.2) or an autoencoder's y
     test      n test digits as the model sees them (uint8 grey levels), their
-              labels and codes: the encoder mean mu of each (eq. 9's
-              deterministic part), or the autoencoder's code f(x)
+              labels (null for a data set without labels, Frey Face) and
+              codes: the encoder mean mu of each (eq. 9's deterministic
+              part), or the autoencoder's code f(x)
     points    the codes and labels of more test digits (the first P >= n),
               drawn as dots on the plane
     plane     the 2-D plane the pointer moves in: z itself for J = 2, else the
@@ -89,7 +90,7 @@ def page_data(model, title, image_shape, x, images, labels, activity=None):
     """The JSON object `explorer.html` reads, for `model`.
 
     x (P, D) or (P, D + C), P >= 1: the test digits as the model reads them,
-    all drawn on the plane; labels (P,); images (n, D) uint8, n <= P: the
+    all drawn on the plane; labels (P,) or None; images (n, D) uint8, n <= P: the
     first n as grey levels, the strip of digits to click;
     activity: `activity.LatentActivity` of the model, or None.
     """
@@ -117,13 +118,18 @@ def page_data(model, title, image_shape, x, images, labels, activity=None):
                                for W, b, act in layers],
                     "output": output},
         "test": {"n": int(n), "images": _base64(images, np.uint8),
-                 "labels": [int(y) for y in labels[:n]], "codes": _base64(codes[:n], "<f4")},
-        "points": {"n": int(len(codes)), "labels": [int(y) for y in labels],
+                 "labels": _labels(labels, n), "codes": _base64(codes[:n], "<f4")},
+        "points": {"n": int(len(codes)), "labels": _labels(labels, len(codes)),
                    "codes": _base64(codes, "<f4")},
         "dims": dims,
         "plane": {"center": center.tolist(), "axes": axes.tolist(), "range": plane_range},
         "slider_ranges": sliders,
     }
+
+
+def _labels(labels, n):
+    """The first n labels as JSON integers, or None for a data set without labels."""
+    return None if labels is None else [int(y) for y in labels[:n]]
 
 
 def write_page(data, path):
