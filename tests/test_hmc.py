@@ -35,7 +35,8 @@ def z_scores(z):
     mean_se = z.std(axis=0, ddof=1) / np.sqrt(C)
     cov_se = products.std(axis=0, ddof=1) / np.sqrt(C)
     cov = products.sum(axis=0) / (C - 1)
-    return np.concatenate([(z.mean(axis=0) - MEAN) / mean_se, (cov - COV.ravel()[[0, 1, 3]]) / cov_se])
+    return np.concatenate([(z.mean(axis=0) - MEAN) / mean_se,
+                           (cov - COV.ravel()[[0, 1, 3]]) / cov_se])
 
 
 def test_hmc_leaves_a_correlated_gaussian_invariant():
