@@ -33,6 +33,7 @@ class LogJointAt(Objective):
         self.z = z
 
     def __call__(self, model, x, rng):
+        """log p(x_i, z_i) per row, (B,), for x (B, D); z is a constant, rng unused."""
         return log_joint(model, x, Tensor(self.z))
 
 
