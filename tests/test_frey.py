@@ -277,14 +277,6 @@ def example(*args):
                           env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_the_example_trains_and_draws_the_manifold(frey_file, tmp_path):
-    result = example(frey_file, "--epochs", "1", "--hidden", "20", "--batch-size", "25",
-                     "--out", tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "epoch 1  test ELBO" in result.stdout
-    assert (tmp_path / "manifold.png").read_bytes()[:4] == b"\x89PNG"
-
-
 def test_the_example_without_the_file_says_where_to_get_it_and_exits_2(tmp_path):
     missing = tmp_path / "frey_rawface.mat"
     result = example(missing)

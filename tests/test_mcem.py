@@ -3,7 +3,6 @@ transition of the minibatch's chains and 5 steps of theta at their new
 states, each equal to the same computation done independently; the state
 resumes bit for bit and refuses what does not fit; examples/mcem.py runs."""
 import copy
-import re
 import warnings
 from functools import partial
 
@@ -18,7 +17,6 @@ from minivae.mcem import STEP_SIZE, MonteCarloEM
 from minivae.models.vae import VAE
 from minivae.objectives import elbo, noise
 from minivae.optim import Adagrad
-from test_examples import EXAMPLES_DIR, NUMBER, run_python
 
 N = 10
 LR, WEIGHT_DECAY = 0.1, 0.1
@@ -184,25 +182,3 @@ def test_float32_works():
     assert all(p.dtype == np.float32 for p in learn.model.params.values())
     assert all(np.isfinite(v).all() for v in reports.values())
     assert ((0 <= reports["acceptance"]) & (reports["acceptance"] <= 1)).all()
-
-
-def check_mcem(stdout, out):
-    """The check of examples/mcem.py's output (tiny flags below), for test_examples."""
-    epochs = re.findall(rf"^epoch +(\d+)  acceptance ({NUMBER})  step size ({NUMBER})  "
-                        rf"log p\(x, z\) +({NUMBER})  test ELBO +({NUMBER}) nats$", stdout, re.M)
-    assert [e[0] for e in epochs] == ["2"], stdout
-    for _, acceptance, step_size, log_joint, bound in epochs:
-        assert 0 <= float(acceptance) <= 1 and float(step_size) > 0
-        assert -1000 < float(log_joint) < 0 and -1000 < float(bound) < 0
-    log_px = re.search(rf"^log p\(x\), K=100, .* 100 test images: ({NUMBER}) nats$", stdout,
-                       re.M)
-    assert log_px and float(epochs[-1][4]) - 1 < float(log_px.group(1)) < 0, stdout
-
-
-MCEM_FLAGS = ["--epochs", "2", "--train-images", "200", "--test-images", "100"]
-
-
-def test_the_example_runs_in_tiny_form_and_prints_its_results(tmp_path):
-    result = run_python([str(EXAMPLES_DIR / "mcem.py"), *MCEM_FLAGS], tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    check_mcem(result.stdout, tmp_path)
