@@ -101,10 +101,12 @@ def _load(path):
 
 
 def _test_inputs(trained):
-    """The test images as the model sees them (data.Inputs) and their labels."""
+    """The test images as the model sees them (data.Inputs) and their labels (None
+    for a data set without labels)."""
     from minivae import data
+    from minivae.datasets import load_dataset
     c = trained.config
-    dataset = data.load_mnist(c.data.data)
+    dataset = load_dataset(c.data.data)
     inputs = data.Inputs(dataset, trained.model.likelihood.pixels, c.data.binarize, c.run.seed,
                          c.run.dtype, c.data.intensities, trained.model.classes)
     return inputs, dataset.test_labels
@@ -209,7 +211,7 @@ def _explore(args):
     x = next(inputs.test_batches(batch_size=points, limit=points))
     activity = active_units(model, inputs.test_batches()) if model.has_prior else None
     data = page_data(model, _describe(config), trained.image_shape, x, inputs.test[:n],
-                     labels[:points], activity)
+                     _first(labels, points), activity)
     path = Path(getattr(args, "out", None) or run.figure("explorer"))
     existed = path.exists()
     write_page(data, path)
@@ -265,7 +267,8 @@ def _plot(args):
         if what == "manifold":
             plots.manifold(model, path, image_shape=shape)
         elif what == "scatter":
-            plots.latent_scatter(model, inputs.test[:args.images], labels[:args.images], path)
+            plots.latent_scatter(model, inputs.test[:args.images], _first(labels, args.images),
+                                 path)
         elif what == "recon":
             plots.reconstructions(model, inputs.test, path, image_shape=shape, labels=labels)
         elif what == "samples":
@@ -280,11 +283,19 @@ def _plot(args):
         _wrote(path, existed, what)
 
 
+def _first(labels, n):
+    """The first n labels, or None for a data set without labels."""
+    return None if labels is None else labels[:n]
+
+
 def _probe(args):
-    from minivae import data
+    from minivae.datasets import load_dataset
     from minivae.probe import probe
     _, trained = _load(args.checkpoint)
-    dataset = data.load_mnist(trained.config.data.data)
+    dataset = load_dataset(trained.config.data.data)
+    if dataset.train_labels is None:
+        raise ValueError(f"probe: a linear probe predicts the labels; {trained.config.data.data} "
+                         f"has none")
     result = probe(trained.model, dataset, np.random.default_rng(args.seed))
     print(f"linear probe on the frozen {result['code_size']}-D codes of "
           f"{len(dataset.train_images)} training images ({result['seconds']:.1f} s)")
@@ -295,6 +306,7 @@ def _probe(args):
 def main(argv=None):
     """Entry point of the `minivae` console script and `python -m minivae`."""
     from minivae.checkpoint import CheckpointError
+    from minivae.data import DataError
     from minivae.train import TrainingError
     args = parser().parse_args(argv)
     from minivae.reproduce import reproduce
@@ -305,6 +317,9 @@ def main(argv=None):
         code = command(args)
     except KeyboardInterrupt:
         return 130
+    except DataError as err:   # the data named on the command line: a usage error, as argparse's
+        print(f"minivae {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, OSError, CheckpointError, TrainingError) as err:
         print(f"minivae {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from minivae.autograd import SUPPORTED_DTYPES
 from minivae.data import BINARIZATIONS, INTENSITIES
+from minivae.datasets import is_frey, normalized
 from minivae.algorithms import FitPCA, GradientAscent
 from minivae.corruptions import GaussianNoise, MaskingNoise
-from minivae.likelihoods import LIKELIHOODS
+from minivae.likelihoods import LIKELIHOODS, MEANS
 from minivae.models import MODELS, SUMMARIES
 from minivae.nn import ACTIVATIONS, INITS
 from minivae.objectives import (ELBO, ESTIMATORS, IWAE, KLWarmUp, MaskedReconstruction,
@@ -104,6 +105,10 @@ class ModelConfig(Section):
                            choices=("output", "pixel", "scalar"))
     logvar_floor: float = _field(None, "lower bound on the gaussian decoder's log-variance "
                                        "(default: none)", "number", optional=True)
+    decoder_mean: str = _field("identity", "the gaussian decoder's mean: identity, the "
+                                           "decoder's output (Appendix C.2); sigmoid, squashed "
+                                           "into (0, 1), the paper's Frey Face decoder "
+                                           "(section 5)", choices=MEANS)
     classes: int = _field(10, "classes of the label y a cvae is conditioned on",
                           "positive int")
     posterior: str = _field("gaussian", "the family of q(z|x) (section 2.4): gaussian, as "
@@ -185,8 +190,9 @@ class OptimizerConfig(Section):
 
 @dataclass
 class DataConfig(Section):
-    data: str = _field(None, "directory of MNIST-format IDX files (default: the embedded "
-                             "MNIST)", optional=True)
+    data: str = _field(None, "directory of MNIST-format IDX files, or frey:PATH, Frey Face "
+                             "from frey_rawface.mat (default: the embedded MNIST)",
+                       optional=True)
     binarize: str = _field("dynamic", "binary pixels: a fresh binarization per minibatch, one "
                                       "fixed binarization, or data that is already binary "
                                       "(pixels 0 or 255)", choices=BINARIZATIONS)
@@ -201,8 +207,7 @@ class DataConfig(Section):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.data is not None:   # the same directory compares equal from anywhere
-            self.data = str(Path(self.data).resolve())
+        self.data = normalized(self.data)   # the same data compares equal from anywhere
 
 
 @dataclass
@@ -293,7 +298,12 @@ def check_applies(given):
     if "intensities" in given and LIKELIHOODS[decoder].pixels != "continuous":
         raise ValueError(f"--intensities applies to continuous pixels (a gaussian or squared "
                          f"decoder), not to --decoder {decoder}")
-    for name in ("variance", "logvar_floor"):
+    if is_frey(given.get("data")) and LIKELIHOODS[decoder].pixels != "continuous":
+        raise ValueError(f"--data frey: Frey Face pixels are grey levels; --decoder {decoder} "
+                         f"models binary pixels, use --decoder gaussian or squared")
+    if is_frey(given.get("data")) and "classes" in MODELS[model].options:   # conditional
+        raise ValueError(f"--data frey: Frey Face has no labels; --model {model} reads them")
+    for name in ("variance", "logvar_floor", "decoder_mean"):
         if name in given and decoder != "gaussian":
             raise ValueError(f"--{name.replace('_', '-')} applies to --decoder gaussian, not to "
                              f"--decoder {decoder}")

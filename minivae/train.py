@@ -26,6 +26,7 @@ from minivae.activity import active_units, collapse_warning
 from minivae.algorithms import NonFiniteObjective
 from minivae.checkpoint import save_checkpoint
 from minivae.config import Config
+from minivae.datasets import load_dataset
 from minivae.evaluate import log_likelihood, mean_measures, reconstruction_error
 from minivae.runs import RunDir
 
@@ -303,7 +304,7 @@ def train(config, out, resume=None, progress=True, log=print, on_epoch=None, max
     elif run_dir.checkpoint.exists():
         raise ValueError(f"{run_dir.path} already holds a run; continue it with --resume "
                          f"{run_dir.path}, or choose another --out")
-    dataset = data.load_mnist(config.data.data)
+    dataset = load_dataset(config.data.data)
     if config.data.train_size is not None:
         dataset = dataset.first_training_images(config.data.train_size)
     run = Run(config, dataset, run_dir, trained)

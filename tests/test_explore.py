@@ -54,7 +54,9 @@ def build(name, **options):
 
 
 CASES = [("vae", {}), ("vae", {"decoder": "gaussian"}), ("vae", {"activation": "relu"}),
-         ("vae", {"decoder": "gaussian", "variance": "scalar"}), ("cvae", {}),
+         ("vae", {"decoder": "gaussian", "variance": "scalar"}),
+         ("vae", {"decoder": "gaussian", "decoder_mean": "sigmoid"}),
+         ("cvae", {"decoder": "gaussian", "decoder_mean": "sigmoid"}), ("cvae", {}),
          ("ae", {}), ("ae", {"decoder": "bernoulli", "activation": "softplus"}),
          ("linear-ae", {}), ("sparse-ae", {}), ("denoising-ae", {}), ("masked-ae", {}),
          ("pca", {})]

@@ -60,7 +60,7 @@ def test_train_size_trains_on_exactly_the_first_n_images(data_dir, tmp_path, cap
 def test_a_train_size_beyond_the_data_is_one_line(data_dir, tmp_path, capsys):
     code, out, err = run(["train", "--data", data_dir, "--out", tmp_path / "run",
                           "--train-size", "301", *TINY], capsys)
-    assert code == 1
+    assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "train size 301" in lines[0] and "300 images" in lines[0], err
 

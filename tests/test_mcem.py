@@ -1,0 +1,184 @@
+"""Monte Carlo EM (minivae/mcem.py): one step is an ELBO step of phi, an HMC
+transition of the minibatch's chains and 5 steps of theta at their new
+states, each equal to the same computation done independently; the state
+resumes bit for bit and refuses what does not fit; examples/mcem.py runs."""
+import copy
+import warnings
+from functools import partial
+
+import numpy as np
+import pytest
+
+from minivae.algorithms import NonFiniteObjective
+from minivae.autograd import Tensor
+from minivae.checkpoint import load_checkpoint, restore_params, save_checkpoint
+from minivae.hmc import hmc_step, log_joint_grad
+from minivae.mcem import STEP_SIZE, MonteCarloEM
+from minivae.models.vae import VAE
+from minivae.objectives import elbo, noise
+from minivae.optim import Adagrad
+
+N = 10
+LR, WEIGHT_DECAY = 0.1, 0.1
+
+
+def adagrad(model, names):
+    return Adagrad({name: model.params[name] for name in names}, lr=LR, weight_decay=WEIGHT_DECAY)
+
+
+def make(dtype=np.float64, seed=0):
+    """MCEM on a 6-5-2 VAE for N = 10 training points."""
+    model = VAE(x_dim=6, hidden=(5,), latent=2, dtype=dtype, init="xavier",
+                rng=np.random.default_rng(seed))
+    return MonteCarloEM(model, adagrad(model, model.generative), adagrad(model, model.recognition),
+                        N)
+
+
+def data(dtype=np.float64):
+    return (np.random.default_rng(7).random((N, 6)) < 0.4).astype(dtype)
+
+
+def params_of(model):
+    return {name: p.data.copy() for name, p in model.params.items()}
+
+
+def warmed_up(dtype=np.float64):
+    """MCEM after two steps, with a generator: chains started, optimizers not empty."""
+    learn, x, rng = make(dtype), data(dtype), np.random.default_rng(5)
+    for rows in ([0, 3, 5, 8], [1, 3, 9]):
+        learn.step(x[rows], rng, np.array(rows))
+    return learn, x, rng
+
+
+def test_a_step_is_one_elbo_step_of_phi_a_transition_then_five_steps_of_theta():
+    learn, x, rng = warmed_up()
+    rows = np.array([2, 3, 8])   # 2 starts its chain, 3 and 8 continue theirs
+    reference = make(seed=1).model
+    restore_params(reference, params_of(learn.model), "reference")
+    theta, phi = adagrad(reference, reference.generative), adagrad(reference, reference.recognition)
+    theta.load_state_dict(learn.optimizer_theta.state_dict())
+    phi.load_state_dict(learn.optimizer_phi.state_dict())
+    z, step_size = learn.z[rows], learn.step_size[rows]
+    draws = copy.deepcopy(rng)
+
+    reports = learn.step(x[rows], rng, rows)
+
+    bound = elbo(reference, x[rows], noise(reference, 1, x[rows], draws))   # 1. phi, eq. 7
+    (-bound.mean()).backward()
+    phi.step()
+    np.testing.assert_array_equal(reports["elbo"], bound.data)
+    z[0] = draws.standard_normal(2)                          # chain 2 starts from p(z)
+    transition = hmc_step(partial(log_joint_grad, reference, x[rows]), z, step_size, draws)
+    np.testing.assert_array_equal(learn.z[rows], transition.z)   # 2. under theta before 3.
+    np.testing.assert_array_equal(reports["log_joint"], transition.log_density)
+    np.testing.assert_array_equal(reports["acceptance"], transition.accept_prob)
+    z_new = Tensor(transition.z)
+    for _ in range(5):                                        # 3. theta, at the new z
+        theta.zero_grad()
+        (-(reference.log_px_given_z(x[rows], z_new) + reference.log_prior(z_new)).mean()).backward()
+        theta.step()
+    for name, p in reference.params.items():
+        np.testing.assert_allclose(learn.model.params[name].data, p.data, rtol=1e-12, atol=0,
+                                   err_msg=name)
+    assert learn.steps == 3 and learn.optimizer_theta.steps == 15 and learn.optimizer_phi.steps == 3
+
+
+def test_chains_of_rows_outside_the_minibatch_do_not_move():
+    learn, x, rng = warmed_up()
+    z, step_size, started = learn.z.copy(), learn.step_size.copy(), learn.started.copy()
+    assert sorted(np.flatnonzero(started)) == [0, 1, 3, 5, 8, 9]
+    rows = np.array([3, 4])
+    learn.step(x[rows], rng, rows)
+    others = np.setdiff1d(np.arange(N), rows)
+    np.testing.assert_array_equal(learn.z[others], z[others])
+    np.testing.assert_array_equal(learn.step_size[others], step_size[others])
+    assert (learn.step_size[[2, 6, 7]] == STEP_SIZE).all() and not learn.started[[2, 6, 7]].any()
+    assert learn.started[4] and not np.array_equal(learn.step_size[rows], step_size[rows])
+
+
+def test_state_dict_through_a_checkpoint_resumes_bit_for_bit(tmp_path):
+    learn, x, rng = warmed_up()
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, params_of(learn.model), learn.state_dict(), {})
+    params, state, _, _ = load_checkpoint(path)
+    resumed = make(seed=2)
+    restore_params(resumed.model, params, "resumed")
+    resumed.load_state_dict(state)
+    other = copy.deepcopy(rng)
+    for rows in ([0, 2, 9], [4, 5, 6, 7]):
+        rows = np.array(rows)
+        reports = learn.step(x[rows], rng, rows)
+        again = resumed.step(x[rows], other, rows)
+        for name in reports:
+            np.testing.assert_array_equal(reports[name], again[name])
+    for name, p in learn.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[name].data, p.data)
+    for key, value in learn.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[key], value, err_msg=key)
+
+
+def corrupt(state, key, value):
+    return {**state, key: value}
+
+
+BAD_STATES = {
+    "chains of the wrong shape": lambda s: corrupt(s, "mcem.z", np.zeros((N, 3))),
+    "a NaN chain": lambda s: corrupt(s, "mcem.z", np.full((N, 2), np.nan)),
+    "float32 chains in a float64 model": lambda s: corrupt(s, "mcem.z", s["mcem.z"].astype(
+        np.float32)),
+    "a step size of 0": lambda s: corrupt(s, "mcem.step_size", np.zeros(N)),
+    "started as integers": lambda s: corrupt(s, "mcem.started", s["mcem.started"].astype(int)),
+    "no chains": lambda s: {k: v for k, v in s.items() if k != "mcem.z"},
+    "negative steps": lambda s: corrupt(s, "steps", -1),
+    "an unknown entry": lambda s: corrupt(s, "mcem.velocity", np.zeros(N)),
+    "a theta slot of the wrong shape": lambda s: corrupt(
+        s, "theta.adagrad.G.decoder.logits.W", np.zeros((2, 2))),
+    "phi steps that are text": lambda s: corrupt(s, "phi.steps", "3"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_STATES))
+def test_bad_state_is_refused_in_one_line_and_changes_nothing(name):
+    learn, _, _ = warmed_up()
+    before = learn.state_dict()
+    bad = BAD_STATES[name](before)
+    with pytest.raises(ValueError) as err:
+        learn.load_state_dict(bad)
+    assert "\n" not in str(err.value) and str(err.value).startswith("MCEM state")
+    for key, value in learn.state_dict().items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+def test_a_non_finite_objective_leaves_everything_as_it_was():
+    learn, x, rng = warmed_up()
+    state = learn.state_dict()
+    state["mcem.z"][3] = 1e200   # log p(z) = -inf: proposals are rejected, then the M-step fails
+    learn.load_state_dict(state)
+    params, before = params_of(learn.model), learn.state_dict()
+    with warnings.catch_warnings(), pytest.raises(NonFiniteObjective, match="in the M-step") as err:
+        warnings.simplefilter("error")
+        learn.step(x[[3, 4]], rng, np.array([3, 4]))
+    assert err.value.step == 3
+    for name, p in learn.model.params.items():   # phi's step was taken, and undone
+        np.testing.assert_array_equal(p.data, params[name], err_msg=name)
+    for key, value in learn.state_dict().items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+@pytest.mark.parametrize("rows, message", [
+    (None, "needs rows"), (np.array([1, 1]), "distinct"), (np.array([1, N]), r"\[0, 10\)"),
+    (np.array([0.0, 1.0]), "integers"), (np.array([1]), "one per row")])
+def test_rows_must_name_distinct_training_points(rows, message):
+    learn, x = make(), data()
+    with pytest.raises(ValueError, match=message):
+        learn.step(x[:2], np.random.default_rng(0), rows)
+    assert learn.steps == 0 and not learn.started.any()
+
+
+def test_float32_works():
+    learn, x, rng = warmed_up(np.float32)
+    reports = learn.step(x[:4], rng, np.arange(4))
+    assert learn.z.dtype == np.float32
+    assert all(p.dtype == np.float32 for p in learn.model.params.values())
+    assert all(np.isfinite(v).all() for v in reports.values())
+    assert ((0 <= reports["acceptance"]) & (reports["acceptance"] <= 1)).all()
