@@ -307,9 +307,9 @@ def main(argv=None):
     """Entry point of the `minivae` console script and `python -m minivae`."""
     from minivae.checkpoint import CheckpointError
     from minivae.data import DataError
+    from minivae.reproduce import reproduce
     from minivae.train import TrainingError
     args = parser().parse_args(argv)
-    from minivae.reproduce import reproduce
     command = {"train": _train, "evaluate": _evaluate, "sample": _sample,
                "plot": _plot, "probe": _probe, "explore": _explore,
                "reproduce": reproduce}[args.command]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 PAPER_LR = 0.02     # the Adagrad step size, one of the paper's {0.01, 0.02, 0.1} (section 5)
 # Frey Face's decoder (section 5, Appendix C.2): gaussian, its means squashed by a
-# sigmoid into the pixels' [0, 1]; the second flag's name is the one place to change
+# sigmoid into the pixels' [0, 1]
 FREY_DECODER = {"decoder": "gaussian", "decoder_mean": "sigmoid"}
 TRACK_K = 100       # importance samples of the log p(x) tracked for Figure 3
 # flags of each `minivae train` invocation: no progress bar, no per-epoch figures (a
@@ -123,28 +123,32 @@ def _curve(name, panel, algorithm, data, **flags):
 
 
 @dataclass
-class Planned:
-    """A configuration's run as found under --out: its directory, the epochs
-    the budget asks for, what is to be done ('new', 'resume', 'done' or
-    'conflict'), the epochs its checkpoint holds (None: unreadable), the train
-    arguments, and why a conflicting run cannot go on."""
+class Target:
+    """A configuration's run under --out: its directory, its train flags (config
+    field -> value) and the epochs that the budget asks for."""
     configuration: Configuration
     path: Path
+    flags: dict
     epochs: int
-    state: str
-    done: int
-    arguments: list
+
+
+@dataclass
+class Planned(Target):
+    """A Target and what is to be done: its `state` ('new', 'resume', 'done' or
+    'conflict'), the epochs its checkpoint holds (`done`; None: unreadable),
+    the train arguments, and why a conflicting run cannot go on."""
+    state: str = "new"
+    done: int = 0
+    arguments: list = ()
     reason: str = ""
 
 
-def plan(configurations, out, budget, data_of, hidden=None):
-    """What each configuration's run needs, as Planned: its run directory is
-    out/<name>; it trains for ceil(budget / N) epochs, N = its --train-size or
-    its data's training images.  `data_of` maps 'mnist'/'frey' to the --data
-    value (None: the embedded MNIST); `hidden` replaces every run's widths."""
-    from minivae.checkpoint import CheckpointError
-    from minivae.runs import RunDir
-    counts, planned = {}, []
+def targets(configurations, out, budget, data_of, hidden=None):
+    """The Target of each configuration: its run directory is out/<name>; it
+    trains for ceil(budget / N) epochs, N = its --train-size or its data's
+    training images.  `data_of` maps 'mnist'/'frey' to the data field (None:
+    the embedded MNIST); `hidden` replaces every run's hidden widths."""
+    counts, found = {}, []
     for c in configurations:
         flags = {**c.flags, **({"hidden": tuple(hidden)} if hidden else {}),
                  **({"data": data_of[c.data]} if data_of[c.data] else {}), "lr": PAPER_LR}
@@ -153,34 +157,41 @@ def plan(configurations, out, budget, data_of, hidden=None):
             if c.data not in counts:
                 counts[c.data] = _training_images(data_of[c.data])
             n = counts[c.data]
-        epochs = math.ceil(budget / n)
-        run = RunDir(Path(out) / c.name)
-        new = ["--out", str(run.path), *_tokens({**flags, "epochs": epochs})]
-        if not run.checkpoint.exists():
-            planned.append(Planned(c, run.path, epochs, "new", 0, new))
-            continue
-        resume = ["--resume", str(run.path), "--epochs", str(epochs)]
-        try:
-            trained = run.load()
-        except CheckpointError:   # train says what is wrong with it, in the run's log
-            planned.append(Planned(c, run.path, epochs, "resume", None, resume))
-            continue
-        done = trained.position["epoch"]
-        try:
-            trained.config.resumed_with({**flags, "epochs": epochs})
-        except ValueError as err:
-            planned.append(Planned(c, run.path, epochs, "conflict", done, [], str(err)))
-            continue
-        finished = done >= epochs   # a checkpoint within epoch done + 1 holds `done` too
-        planned.append(Planned(c, run.path, epochs, "done" if finished else "resume", done,
-                               [] if finished else resume))
-    return planned
+        found.append(Target(c, Path(out) / c.name, flags, math.ceil(budget / n)))
+    return found
+
+
+def plan(target):
+    """What the run of `target` needs, as Planned: 'new' without a checkpoint
+    (train it with all its flags), 'done' when its checkpoint holds the
+    budget's epochs, 'conflict' when it was trained with other flags, else
+    'resume' (`--resume DIR --epochs E`, which also lets train report an
+    unreadable checkpoint in the run's log)."""
+    from minivae.checkpoint import CheckpointError
+    from minivae.runs import RunDir
+    run, epochs = RunDir(target.path), target.epochs
+    if not run.checkpoint.exists():
+        return Planned(**vars(target), arguments=["--out", str(run.path), *_tokens(
+            {**target.flags, "epochs": epochs})])
+    resume = ["--resume", str(run.path), "--epochs", str(epochs)]
+    try:
+        trained = run.load()
+    except CheckpointError:
+        return Planned(**vars(target), state="resume", done=None, arguments=resume)
+    done = trained.position["epoch"]
+    try:
+        trained.config.resumed_with({**target.flags, "epochs": epochs})
+    except ValueError as err:
+        return Planned(**vars(target), state="conflict", done=done, reason=str(err))
+    if done >= epochs:   # a checkpoint within epoch done + 1 holds `done` epochs too
+        return Planned(**vars(target), state="done", done=done)
+    return Planned(**vars(target), state="resume", done=done, arguments=resume)
 
 
 def _training_images(data):
-    """How many training images --data `data` holds (None: the embedded MNIST)."""
-    from minivae.data import load_mnist
-    return len(load_mnist(data).train_images)
+    """How many training images the data field `data` names (`datasets`), as train reads them."""
+    from minivae.datasets import load_dataset
+    return len(load_dataset(data).train_images)
 
 
 def _tokens(flags):
@@ -244,29 +255,30 @@ def _last_line(path):
     return lines[-1].strip() if lines else "(no output)"
 
 
-def draw(figure, planned, out, budget):
-    """Draw `figure` into `out` from the runs' metrics rows up to each one's
-    budgeted epoch (fig4: each run's manifold, `plots.manifold`); returns
-    the paths written.  Runs without metrics are left out."""
+def draw(figure, runs, out, budget):
+    """Draw `figure` into `out` from the metrics rows of its `runs` (Targets, the
+    whole grid) up to each one's budgeted epoch (fig4: each run's manifold,
+    `plots.manifold`); returns the paths written.  Runs without metrics are
+    left out."""
     from minivae.runs import RunDir
-    spec, drawn = FIGURES[figure], [p for p in planned if RunDir(p.path).metrics.is_file()]
+    spec, drawn = FIGURES[figure], [t for t in runs if RunDir(t.path).metrics.is_file()]
     if not drawn:
         raise ValueError(f"no run under {out} has metrics to draw yet")
     if figure == "fig4":
         from minivae.plots import manifold
         paths = []
-        for p in drawn:
-            trained = RunDir(p.path).load()
-            paths.append(Path(out) / f"{spec.stem}-{p.configuration.name.split('-')[0]}.png")
+        for t in drawn:
+            trained = RunDir(t.path).load()
+            paths.append(Path(out) / f"{spec.stem}-{t.configuration.name.split('-')[0]}.png")
             manifold(trained.model, paths[-1], image_shape=trained.image_shape)
         return paths
     from minivae.paper_figures import curves, paper_points
     panels = {}
-    for p in planned:                  # every panel of the grid, in order, even if empty
-        runs = panels.setdefault(p.configuration.panel, {})
-        if p in drawn:
-            runs[p.configuration.algorithm] = [r for r in RunDir(p.path).read_metrics()
-                                               if r["epoch"] <= p.epochs]
+    for t in runs:                     # every panel of the grid, in order, even if empty
+        rows = panels.setdefault(t.configuration.panel, {})
+        if t in drawn:
+            rows[t.configuration.algorithm] = [r for r in RunDir(t.path).read_metrics()
+                                               if r["epoch"] <= t.epochs]
     key, ylabel = ("log_px", "marginal log-likelihood (nats)") if figure == "fig3" else \
         ("elbo", "lower bound per datapoint (nats)")
     title = (f"{spec.title}\nminivae (lines): {budget:,} samples evaluated a curve; "
@@ -284,11 +296,11 @@ def reproduce(args):
     budget = args.budget or spec.budget
     _check(args)
     frey = str(Path(args.frey).resolve()) if args.frey else None
-    configurations = _selected(grid(args.figure, frey=bool(frey)), args.only)
     out = Path(args.out or Path("reproduce") / args.figure)
     data = str(Path(args.data).resolve()) if args.data else None
-    planned = plan(configurations, out, budget, {"mnist": data, "frey": f"frey:{frey}"},
-                   args.hidden)
+    runs = targets(grid(args.figure, frey=bool(frey)), out, budget,
+                   {"mnist": data, "frey": f"frey:{frey}"}, args.hidden)
+    planned = [plan(t) for t in _selected(runs, args.only)]
     note = print if not args.print_commands else (lambda line: print(line, file=sys.stderr))
     note(f"minivae reproduce {args.figure}: {len(planned)} runs under {out}, a budget of "
          f"{budget:,} samples evaluated a curve (the default {spec.budget:,} "
@@ -314,7 +326,7 @@ def reproduce(args):
             print(f"{p.configuration.name}: {doing}, log {p.path / LOG}")
         print(f"{len(todo)} runs, {args.jobs} at a time")
         failed = run_all(todo, args.jobs)
-    for path in draw(args.figure, planned, out, budget):
+    for path in draw(args.figure, runs, out, budget):
         print(f"wrote {path}")
     return 1 if bad or failed else 0
 
@@ -333,13 +345,13 @@ def _check(args):
         raise ValueError("--data replaces MNIST; frey reads --frey")
 
 
-def _selected(configurations, patterns):
-    """The configurations whose names match one of `patterns` (all without any)."""
+def _selected(runs, patterns):
+    """The Targets whose names match one of `patterns` (all of them without any)."""
     if not patterns:
-        return configurations
-    chosen = [c for c in configurations
-              if any(fnmatch.fnmatchcase(c.name, pattern) for pattern in patterns)]
+        return runs
+    chosen = [t for t in runs
+              if any(fnmatch.fnmatchcase(t.configuration.name, pattern) for pattern in patterns)]
     if not chosen:
         raise ValueError(f"--only {' '.join(patterns)} matches none of "
-                         f"{', '.join(c.name for c in configurations)}")
+                         f"{', '.join(t.configuration.name for t in runs)}")
     return chosen

@@ -22,10 +22,18 @@ import minivae.train
 from minivae import paper_figures, plots
 from minivae.arguments import parser
 from minivae.cli import main
+from tests.test_frey import mat_file, random_faces
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--hidden", "8", "--jobs", "2"]
 AEVB_FIG2 = ["latent3-aevb", "latent5-aevb", "latent10-aevb", "latent20-aevb", "latent200-aevb"]
+
+
+@pytest.fixture(scope="module")
+def frey_file(tmp_path_factory):
+    """A synthetic frey_rawface.mat of 400 random faces: 200 to train on, 200 held out."""
+    return mat_file(tmp_path_factory.mktemp("frey") / "frey_rawface.mat",
+                    random_faces(n=400), compressed=True)
 
 
 def run(argv, capsys):
@@ -97,6 +105,19 @@ def test_frey_is_aevb_and_wake_sleep_at_latent_2_5_10_20_with_200_hidden_units_g
                      for j in (2, 5, 10, 20) for a in ("aevb", "wake-sleep")}
 
 
+def test_frey_commands_train_a_squashed_gaussian_decoder_on_the_frey_file(
+        frey_file, tmp_path, capsys):
+    lines = commands(["frey", "--frey", frey_file, "--out", tmp_path / "out", "--budget", "400"],
+                     capsys)
+    found = {(Path(o["--out"]).name, o["--latent"], o.get("--algorithm", "aevb"), o["--hidden"],
+              o["--decoder"], o["--decoder-mean"], o["--data"], o["--epochs"])
+             for o in map(options, lines)}
+    # the synthetic file's 400 faces: 200 held out, 200 to train on, 2 epochs of 400 samples
+    assert found == {(f"latent{j}-{a}", str(j), a, "200", "gaussian", "sigmoid",
+                      f"frey:{frey_file}", "2")
+                     for j in (2, 5, 10, 20) for a in ("aevb", "wake-sleep")}
+
+
 def test_fig4_is_aevb_at_latent_2_on_mnist_and_with_frey_on_frey_face_too():
     from minivae.reproduce import grid
     assert [(c.name, c.algorithm, c.flags["latent"], c.flags["hidden"], c.data)
@@ -106,12 +127,13 @@ def test_fig4_is_aevb_at_latent_2_on_mnist_and_with_frey_on_frey_face_too():
 
 
 def test_print_commands_runs_nothing_and_its_aevb_lines_parse_as_minivae_train(
-        tmp_path, capsys, data_dir):
+        tmp_path, capsys, data_dir, frey_file):
     out = tmp_path / "out"
     lines = commands(["fig4", "--out", out, "--data", data_dir], capsys) + \
         commands(["fig2", "--out", out, "--only", "*-aevb"], capsys) + \
         commands(["fig3", "--out", out, "--only", "*-aevb"], capsys)
-    assert len(lines) == 1 + 5 + 2
+    lines += commands(["fig4", "--out", out, "--frey", frey_file, "--only", "frey-*"], capsys)
+    assert len(lines) == 1 + 5 + 2 + 1
     assert not out.exists()
     for line in lines:
         args = parser().parse_args(line[1:])
@@ -232,6 +254,24 @@ def test_fig4_draws_the_manifold_of_its_run(data_dir, tmp_path, capsys):
     assert code == 0, err
     width, height = plots.SIZES["manifold"]
     assert matplotlib.image.imread(tmp_path / "figure4-mnist.png").shape[:2] == (height, width)
+
+
+def test_frey_on_a_synthetic_file_trains_its_runs_and_draws_the_frey_panels(
+        frey_file, tmp_path, capsys):
+    code, stdout, err = run(["reproduce", "frey", "--frey", frey_file, "--out", tmp_path,
+                             "--budget", "200", "--only", "latent2-aevb", "latent20-aevb",
+                             *TINY], capsys)
+    assert code == 0, err
+    assert [r["samples_seen"] for r in rows(tmp_path / "latent2-aevb")] == [200]
+    width, height = matplotlib.image.imread(tmp_path / "figure2-frey.png").shape[1::-1]
+    assert width == 4 * paper_figures.PANEL_SIZE[0]
+
+
+def test_fig4_with_frey_draws_both_manifolds(data_dir, frey_file, tmp_path, capsys):
+    code, stdout, err = run(["reproduce", "fig4", "--data", data_dir, "--frey", frey_file,
+                             "--out", tmp_path, "--budget", "300", *TINY], capsys)
+    assert code == 0, err
+    assert {p.name for p in tmp_path.glob("*.png")} == {"figure4-mnist.png", "figure4-frey.png"}
 
 
 # ---------------------------------------------------------------- errors
