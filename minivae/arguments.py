@@ -189,7 +189,8 @@ def _add_reproduce(commands):
     """`minivae reproduce FIGURE`: the flags of `reproduce.reproduce`."""
     figures = "\n".join(textwrap.fill(f"{name:5s} {f.summary}; default --budget "
                                        f"{f.budget:,}: {f.measured}; the paper: {f.paper}",
-                                       78, initial_indent="  ", subsequent_indent=" " * 8)
+                                       78, initial_indent="  ", subsequent_indent=" " * 8,
+                                       break_on_hyphens=False)
                          for name, f in FIGURES.items())
     reproduce = commands.add_parser(
         "reproduce", help="run the paper's experiments (section 5) and draw them over the "
