@@ -30,6 +30,48 @@ class NonFiniteObjective(FloatingPointError):
         self.what, self.step, self.cause = what, step, cause
 
 
+def ascend(model, value, optimizer, optimizers, what):
+    """One update by `optimizer` (over some or all of the model's parameters) that
+    ascends the minibatch mean of `value`, a (B,) Tensor: the loss is -mean(value).
+
+    NonFiniteObjective is raised, before this update changes anything, when
+    the mean or a gradient is NaN or Inf; `what` names the value in its
+    message, and `optimizers`, all the learning rule's, tell which one last
+    updated a parameter found non-finite.
+    """
+    loss = -value.mean()
+    step = optimizer.steps + 1
+    if not math.isfinite(loss.item()):
+        raise NonFiniteObjective(f"{what} became {loss.item()}", step,
+                                 _cause(model, loss, optimizers))
+    optimizer.zero_grad()
+    loss.backward()
+    try:
+        optimizer.step()
+    except NonFiniteGradient as err:
+        raise NonFiniteObjective(f"the gradient of {err.name} became non-finite", step,
+                                 _cause(model, loss, optimizers)) from None
+
+
+def _cause(model, loss, optimizers):
+    """What went non-finite first: a parameter (then the last update of the optimizer
+    that owns it made it so), or else the first value in the graph of `loss`,
+    named by its op and the parameters it reads."""
+    names = {id(t): name for name, t in model.named_parameters()}
+    bad = next((name for name, t in model.named_parameters()
+                if not np.isfinite(t.data).all()), None)
+    if bad:
+        steps = [o.steps for o in optimizers if bad in o.params]
+        made = f"the update of step {steps[0]} made it so" if steps else "no optimizer updates it"
+        return f"parameter {bad} is not finite ({made})"
+    for t in graph(loss):
+        if t.op is not None and not np.isfinite(t.data).all():
+            reads = [names[id(p)] for p in t._parents if id(p) in names]
+            return (f"all parameters are finite; the first non-finite value is the output "
+                    f"of {t.op}" + (f" reading {', '.join(reads)}" if reads else ""))
+    return "all parameters are finite"
+
+
 class GradientAscent:
     """Ascend `objective(model, x, rng)` (B,) by `optimizer` on the model's parameters.
 
@@ -54,46 +96,21 @@ class GradientAscent:
         """The objective the next step ascends."""
         return self._objective if self.schedule is None else self.schedule(self.steps)
 
-    def step(self, x, rng):
+    def step(self, x, rng, rows=None):
         """One update on the minibatch x (B, D); returns what the objective reports
         per datapoint, {name: (B,) array}, its own value under its `key`.
 
-        eps is drawn from `rng` by the objective.  NonFiniteObjective is
-        raised, before anything changes, when the objective or a gradient is
-        NaN or Inf; its message names the step and what went non-finite.
+        eps is drawn from `rng` by the objective; `rows`, the training-set
+        indices of x's rows, (B,) ints, is unused here.  NonFiniteObjective
+        is raised, before anything changes, when the objective or a gradient
+        is NaN or Inf; its message names the step and what went non-finite.
         """
-        # Overflow and NaN are looked for below, by name; numpy's own warnings
+        # Overflow and NaN are looked for in `ascend`, by name; numpy's own warnings
         # about them would only precede that message with lines of noise.
         with np.errstate(all="ignore"):
             value, reports = self.objective.measure(self.model, x, rng)  # e.g. eq. 7, (B,)
-            loss = -value.mean()
-            if not math.isfinite(loss.item()):
-                raise NonFiniteObjective(f"the objective became {loss.item()}",
-                                         self.steps + 1, self._cause(loss))
-            self.optimizer.zero_grad()
-            loss.backward()
-            try:
-                self.optimizer.step()
-            except NonFiniteGradient as err:
-                raise NonFiniteObjective(f"the gradient of {err.name} became non-finite",
-                                         self.steps + 1, self._cause(loss)) from None
+            ascend(self.model, value, self.optimizer, (self.optimizer,), "the objective")
         return reports
-
-    def _cause(self, loss):
-        """What went non-finite first: a parameter (then the last update made it so),
-        or else the first value in the graph of `loss`, named by its op and the
-        parameters it reads."""
-        names = {id(t): name for name, t in self.model.named_parameters()}
-        bad = next((name for name, t in self.model.named_parameters()
-                    if not np.isfinite(t.data).all()), None)
-        if bad:
-            return f"parameter {bad} is not finite (the update of step {self.steps} made it so)"
-        for t in graph(loss):
-            if t.op is not None and not np.isfinite(t.data).all():
-                reads = [names[id(p)] for p in t._parents if id(p) in names]
-                return (f"all parameters are finite; the first non-finite value is the output "
-                        f"of {t.op}" + (f" reading {', '.join(reads)}" if reads else ""))
-        return "all parameters are finite"
 
     def end_epoch(self):
         """Nothing to do between epochs: every step updated the parameters."""
@@ -118,10 +135,11 @@ class FitPCA:
         D = model.x_dim
         self.count, self.sum, self.scatter = 0, np.zeros(D), np.zeros((D, D))
 
-    def step(self, x, rng):
+    def step(self, x, rng, rows=None):
         """Add x (B, D) to the sums; returns what the objective reports per
         datapoint, {name: (B,) array}, under the subspace fitted so far (none
-        before the first epoch ends)."""
+        before the first epoch ends).  `rows`, the training-set indices of
+        x's rows, (B,) ints, is unused here."""
         x64 = np.asarray(x, np.float64)
         self.count += len(x)
         self.sum += x64.sum(axis=0)
@@ -158,3 +176,4 @@ class FitPCA:
             raise ValueError(f"PCA state: unexpected entries {unknown}")
         self.steps, self.count = state["steps"], state["count"]
         self.sum, self.scatter = state["pca.sum"].copy(), state["pca.scatter"].copy()
+
