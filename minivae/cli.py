@@ -62,6 +62,8 @@ def _describe(config):
     name = m.model.upper() if m.model == "vae" else m.model
     hidden = f" with hidden layers {list(m.hidden)}" if "hidden" in _options(m.model) else ""
     rule = "one SVD pass" if m.model == "pca" else f"{o.optimizer} (lr {o.lr})"
+    if o.algorithm != "aevb":
+        rule = f"{o.algorithm} by {rule}"
     return f"a {m.decoder} {name}{hidden} and latent dimension {m.latent}, {rule}"
 
 

@@ -4,7 +4,8 @@ check and its help text, in one place.
     model       which model and its shape (Appendix C)
     objective   the bound and its estimator (section 2.3), beta and its warm-up,
                 the IWAE bound
-    optimizer   the stochastic gradient method (section 5: Adagrad, the weight prior)
+    optimizer   the learning rule (Algorithm 1, or wake-sleep) and its stochastic
+                gradient method (section 5: Adagrad, the weight prior)
     data        the data set, binarization and minibatch size M
     run         epochs, seed and floating-point type
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from minivae.autograd import SUPPORTED_DTYPES
 from minivae.data import BINARIZATIONS, INTENSITIES
-from minivae.algorithms import FitPCA, GradientAscent
+from minivae.algorithms import FitPCA, GradientAscent, WakeSleep
 from minivae.corruptions import GaussianNoise, MaskingNoise
 from minivae.likelihoods import LIKELIHOODS
 from minivae.models import MODELS, SUMMARIES
@@ -155,8 +156,15 @@ class ObjectiveConfig(Section):
         return OBJECTIVES.get(model, OBJECTIVES["ae"])(self, image_shape)
 
 
+# the learning rules of --algorithm, each with the models it trains (None: every one)
+ALGORITHMS = {"aevb": None, "wake-sleep": ("vae",)}
+
+
 @dataclass
 class OptimizerConfig(Section):
+    algorithm: str = _field("aevb", "learning rule: aevb, Algorithm 1; wake-sleep, Hinton, "
+                                    "Dayan, Frey & Neal (1995), the paper's baseline in "
+                                    "section 5 (Figure 2)", choices=tuple(ALGORITHMS))
     optimizer: str = _field("adagrad", "stochastic gradient method (the paper used Adagrad)",
                             choices=tuple(OPTIMIZERS))
     lr: float = _field(None, "step size (default: " + ", ".join(
@@ -253,10 +261,18 @@ CHANGEABLE_ON_RESUME = ("epochs",)
 
 def check_applies(given):
     """ValueError, in one line, for a field in `given` (field -> value, as a user
-    set them) that the chosen model does not use, e.g. --mask-ratio with vae."""
-    model = given.get("model", "vae")
-    if model not in MODELS:
-        return   # the model field's own check names the choices
+    set them) that the chosen model or learning rule does not use, e.g.
+    --mask-ratio with vae, --estimator with --algorithm wake-sleep."""
+    model, algorithm = given.get("model", "vae"), given.get("algorithm", "aevb")
+    if model not in MODELS or algorithm not in ALGORITHMS:
+        return   # the fields' own checks name the choices
+    if model not in (ALGORITHMS[algorithm] or (model,)):
+        raise ValueError(f"--algorithm {algorithm} does not apply to --model {model}; it "
+                         f"applies to {', '.join(ALGORITHMS[algorithm])}")
+    bound = next((n for n in given if n in BOUND_OF or n == "objective"), None)
+    if algorithm != "aevb" and bound:   # the other rules ascend objectives of their own
+        raise ValueError(f"--{bound.replace('_', '-')} does not apply to --algorithm "
+                         f"{algorithm}; it applies to --algorithm aevb")
     for name in given:
         if name in fields_of(ModelConfig) and name != "model":
             users = tuple(m for m, cls in MODELS.items() if name in cls.options)
@@ -319,7 +335,10 @@ class Config:
 
     def learning_rule(self, model, n, image_shape):
         """How `model` learns from n training images of image_shape: its objective
-        ascended by the optimizer (Algorithm 1), or, for PCA, one fitting pass."""
+        ascended by the optimizer (Algorithm 1), wake-sleep's two phases, each
+        with its own optimizer, or, for PCA, one fitting pass."""
+        if self.optimizer.algorithm == "wake-sleep":
+            return WakeSleep(model, lambda params: self.optimizer.build(params, n))
         objective = self.objective.build(self.model.model, image_shape)
         if self.model.model == "pca":
             return FitPCA(model, objective)
