@@ -26,6 +26,10 @@ from minivae import config as cfg
 from minivae.arguments import GAP_DEFAULTS, PLOTS, parser
 
 
+class UsageError(ValueError):
+    """Flags that parse one by one but not together: exit code 2, as the parser's."""
+
+
 def _train(args):
     from minivae.runs import RunDir
     from minivae.train import train
@@ -36,7 +40,10 @@ def _train(args):
         config = RunDir.of(args.resume).load().config.resumed_with(given)
         out = Path(args.out) if args.out else RunDir.of(args.resume).path
     else:
-        cfg.check_applies(given)
+        try:
+            cfg.check_applies(given)
+        except ValueError as err:
+            raise UsageError(err) from None
         config = cfg.Config.from_flags(**given)
         out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"minivae: {'resuming' if args.resume else 'training'} {_describe(config)}, "
@@ -302,6 +309,9 @@ def main(argv=None):
         command(args)
     except KeyboardInterrupt:
         return 130
+    except UsageError as err:
+        print(f"minivae {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, OSError, CheckpointError, TrainingError) as err:
         print(f"minivae {args.command}: error: {err}", file=sys.stderr)
         return 1

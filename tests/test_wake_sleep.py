@@ -291,6 +291,18 @@ def test_evaluate_measures_a_wake_sleep_run_by_its_bounds(straight, capsys):
     assert -800 < bound < log_px < 0
 
 
+@pytest.mark.parametrize("flags, words", [
+    (["--model", "ae"], "--algorithm wake-sleep does not apply to --model ae"),
+    (["--estimator", "A"], "--estimator does not apply to --algorithm wake-sleep"),
+])
+def test_flags_that_do_not_fit_wake_sleep_exit_2_in_one_line(data_dir, tmp_path, capsys,
+                                                             flags, words):
+    assert train(data_dir, tmp_path / "run", *flags) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and err.startswith("minivae train: error:")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_wake_sleep_trains_in_either_float_type(data_dir, tmp_path, dtype):
     assert train(data_dir, tmp_path / "run", "--epochs", "1", "--dtype", dtype) == 0
