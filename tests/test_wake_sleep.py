@@ -7,8 +7,12 @@ tiny MNIST (conftest's `data_dir`, 300 training and 100 test images): the
 command trains, resumes bit for bit, evaluates, and refuses what does not fit.
 """
 import math
+import os
 import re
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +30,7 @@ from minivae.optim import Adagrad, Optimizer, StateError
 from minivae.runs import RunDir
 from minivae.train import Run
 
+ROOT = Path(__file__).resolve().parent.parent
 NUMBER = r"-?\d+\.\d+"
 TINY = ["--hidden", "32", "--latent", "4", "--batch-size", "100", "--k", "5",
         "--no-progress", "--no-figures"]
@@ -310,3 +315,17 @@ def test_wake_sleep_trains_in_either_float_type(data_dir, tmp_path, dtype):
     assert all(p.dtype == dtype for p in params.values())
     assert all(v.dtype == dtype for v in state.values() if isinstance(v, np.ndarray))
     assert math.isfinite(rows_of(tmp_path / "run")[0]["test_elbo"])
+
+
+# ---------------------------------------------------------------- the example
+
+def test_the_example_prints_both_test_lower_bounds(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "wake_sleep.py"), "--epochs", "1",
+         "--train-images", "500", "--test-images", "200", "--hidden", "50"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    bounds = dict(re.findall(rf"^(AEVB|wake-sleep) +({NUMBER})$", result.stdout, re.M))
+    assert bounds.keys() == {"AEVB", "wake-sleep"}, result.stdout
+    assert all(-550 < float(b) < 0 for b in bounds.values()), result.stdout
