@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from minivae import config as cfg
+from minivae.applies import check_applies
 from minivae.arguments import GAP_DEFAULTS, PLOTS, parser
+
+
+class UsageError(ValueError):
+    """Flags that parse one by one but not together: exit code 2, as the parser's."""
 
 
 def _train(args):
@@ -39,7 +44,10 @@ def _train(args):
         config = RunDir.of(args.resume).load().config.resumed_with(given)
         out = Path(args.out) if args.out else RunDir.of(args.resume).path
     else:
-        cfg.check_applies(given)
+        try:
+            check_applies(given)
+        except ValueError as err:
+            raise UsageError(err) from None
         config = cfg.Config.from_flags(**given)
         out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"minivae: {'resuming' if args.resume else 'training'} {_describe(config)}, "
@@ -65,6 +73,8 @@ def _describe(config):
     name = m.model.upper() if m.model == "vae" else m.model
     hidden = f" with hidden layers {list(m.hidden)}" if "hidden" in _options(m.model) else ""
     rule = "one SVD pass" if m.model == "pca" else f"{o.optimizer} (lr {o.lr})"
+    if o.algorithm != "aevb":
+        rule = f"{o.algorithm} by {rule}"
     return f"a {m.decoder} {name}{hidden} and latent dimension {m.latent}, {rule}"
 
 
@@ -317,7 +327,7 @@ def main(argv=None):
         code = command(args)
     except KeyboardInterrupt:
         return 130
-    except DataError as err:   # the data named on the command line: a usage error, as argparse's
+    except (UsageError, DataError) as err:   # as argparse's: the command line asked wrongly
         print(f"minivae {args.command}: error: {err}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, OSError, CheckpointError, TrainingError) as err:

@@ -115,11 +115,11 @@ class Run:
         return self.algorithm.objective
 
     def step(self, idx):
-        """One AEVB step on the training images idx; returns what the objective
-        reports per datapoint, {name: (B,) array}."""
+        """One step of the learning rule (Algorithm 1's, by default) on the training
+        images idx; returns what it reports per datapoint, {name: (B,) array}."""
         x = self.inputs.train_batch(idx, self.rng)
         try:
-            return self.algorithm.step(x, self.rng)
+            return self.algorithm.step(x, self.rng, rows=idx)
         except NonFiniteObjective as err:
             raise TrainingError(f"{err.what} at step {err.step} (epoch "
                                 f"{self.position['epoch'] + 1}); {err.cause}; training stopped, "

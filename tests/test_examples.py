@@ -249,6 +249,12 @@ def check_mcem(stdout, out):
     assert log_px and float(epochs[-1][4]) - 1 < float(log_px.group(1)) < 0, stdout
 
 
+def check_wake_sleep(stdout, out):
+    bounds = dict(re.findall(rf"^(AEVB|wake-sleep) +({NUMBER})$", stdout, re.M))
+    assert bounds.keys() == {"AEVB", "wake-sleep"}, stdout
+    assert all(-550 < float(b) < 0 for b in bounds.values()), stdout
+
+
 def check_frey_face(stdout, out):
     assert re.search(rf"^epoch 1  test ELBO {NUMBER}", stdout, re.M), stdout
     check_png(out, "manifold.png", stdout)
@@ -290,6 +296,8 @@ EXAMPLES = {
                          check_amortization_gap),
     "posterior_families": (["--epochs", "1", "--train-images", "500", "--test-images", "100"],
                            check_posterior_families),
+    "wake_sleep": (["--epochs", "1", "--train-images", "500", "--test-images", "200",
+                    "--hidden", "50"], check_wake_sleep),
     "mcem": (["--epochs", "2", "--train-images", "200", "--test-images", "100"], check_mcem),
     # {frey}: a synthetic frey_rawface.mat written for the test (tests/test_frey.py)
     "frey_face": (["{frey}", "--epochs", "1", "--hidden", "20", "--batch-size", "25",

@@ -19,7 +19,8 @@ from io import StringIO
 from minivae import frey
 from minivae.autograd import no_grad
 from minivae.cli import main
-from minivae.config import Config, check_applies
+from minivae.applies import check_applies
+from minivae.config import Config
 from minivae.data import DataError
 from minivae.datasets import load_dataset
 from minivae.gradcheck import gradcheck

@@ -3,7 +3,8 @@ it prints for a batch scheduler, runs that are skipped, resumed or fail, and
 the figures drawn over the paper's points.
 
 Runs use the tiny MNIST (300 training, 100 test images) and 8 hidden units,
-so a budget of 300 samples is one epoch; AEVB runs only (`--only '*-aevb'`).
+so a budget of 300 samples is one epoch; Figure 3's runs use 1,000 training
+images of the embedded MNIST.
 """
 import json
 import os
@@ -19,14 +20,15 @@ import pytest
 from tqdm import tqdm as real_tqdm
 
 import minivae.train
-from minivae import paper_figures, plots
+from minivae import data, paper_figures, plots
 from minivae.arguments import parser
 from minivae.cli import main
+from tests.conftest import write_idx
 from tests.test_frey import mat_file, random_faces
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--hidden", "8", "--jobs", "2"]
-AEVB_FIG2 = ["latent3-aevb", "latent5-aevb", "latent10-aevb", "latent20-aevb", "latent200-aevb"]
+FIG2 = [f"latent{j}-{a}" for j in (3, 5, 10, 20, 200) for a in ("aevb", "wake-sleep")]
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +128,22 @@ def test_fig4_is_aevb_at_latent_2_on_mnist_and_with_frey_on_frey_face_too():
     assert [c.name for c in grid("fig4")] == ["mnist-latent2"]
 
 
-def test_print_commands_runs_nothing_and_its_aevb_lines_parse_as_minivae_train(
+def test_print_commands_runs_nothing_and_every_line_parses_as_minivae_train(
         tmp_path, capsys, data_dir, frey_file):
     out = tmp_path / "out"
     lines = commands(["fig4", "--out", out, "--data", data_dir], capsys) + \
-        commands(["fig2", "--out", out, "--only", "*-aevb"], capsys) + \
-        commands(["fig3", "--out", out, "--only", "*-aevb"], capsys)
+        commands(["fig2", "--out", out], capsys) + commands(["fig3", "--out", out], capsys)
     lines += commands(["fig4", "--out", out, "--frey", frey_file, "--only", "frey-*"], capsys)
-    assert len(lines) == 1 + 5 + 2 + 1
+    lines += commands(["frey", "--out", out, "--frey", frey_file], capsys)
+    assert len(lines) == 1 + 10 + 6 + 1 + 8
     assert not out.exists()
+    algorithms = []
     for line in lines:
         args = parser().parse_args(line[1:])
         assert args.command == "train" and args.no_progress and args.out.startswith(str(out))
+        algorithms.append(getattr(args, "algorithm", None) or "aevb")
+    assert sorted(set(algorithms)) == ["aevb", "mcem", "wake-sleep"]
+    assert algorithms.count("mcem") == 2 and algorithms.count("wake-sleep") == 5 + 2 + 4
 
 
 def test_a_budget_may_be_written_1e8_and_rounds_epochs_up(tmp_path, capsys):
@@ -151,26 +157,29 @@ def test_a_budget_may_be_written_1e8_and_rounds_epochs_up(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def grid_run(data_dir, tmp_path_factory):
-    """fig2's five AEVB runs on the tiny MNIST, one epoch each: (out, code, stdout, stderr)."""
+    """fig2's ten runs on the tiny MNIST, one epoch each: (out, code, stdout, stderr)."""
     out = tmp_path_factory.mktemp("reproduce") / "fig2"
     stdout, stderr = StringIO(), StringIO()
     with redirect_stdout(stdout), redirect_stderr(stderr):
         code = main(["reproduce", "fig2", "--data", str(data_dir), "--out", str(out),
-                     "--budget", "300", "--only", "*-aevb", *TINY])
+                     "--budget", "300", *TINY])
     return out, code, stdout.getvalue(), stderr.getvalue()
 
 
 def test_a_grid_run_trains_every_run_in_its_directory_and_draws_the_figure(grid_run):
     out, code, stdout, stderr = grid_run
     assert code == 0, stderr
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(AEVB_FIG2)
-    for name in AEVB_FIG2:
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(FIG2)
+    for name in FIG2:
         assert (out / name / "checkpoint.npz").is_file()
         assert [(r["epoch"], r["samples_seen"]) for r in rows(out / name)] == [(1, 300)]
         assert (out / name / "train.log").read_text().startswith("$ minivae train --out")
     width, height = matplotlib.image.imread(out / "figure2.png").shape[1::-1]
     assert width == 5 * paper_figures.PANEL_SIZE[0] and height == paper_figures.PANEL_SIZE[1]
-    assert stdout.splitlines()[0].startswith("minivae reproduce fig2: 5 runs")
+    assert stdout.splitlines()[0].startswith("minivae reproduce fig2: 10 runs")
+    for name in FIG2:
+        config = json.loads((out / name / "config.json").read_text())
+        assert config["optimizer"]["algorithm"] == name.split("-", 1)[1]
     assert "the paper: up to 2.5e8" in stdout.splitlines()[0]
 
 
@@ -178,10 +187,10 @@ def test_a_second_invocation_skips_the_finished_runs(grid_run, data_dir, capsys)
     out = grid_run[0]
     before = mtimes(out)
     code, stdout, err = run(["reproduce", "fig2", "--data", data_dir, "--out", out,
-                             "--budget", "300", "--only", "*-aevb", *TINY], capsys)
+                             "--budget", "300", *TINY], capsys)
     assert code == 0, err
-    assert stdout.count("skipped, finished (epoch 1 of 1)") == 5 and "trained" not in stdout
-    assert mtimes(out) == before and len(before) == 5
+    assert stdout.count("skipped, finished (epoch 1 of 1)") == 10 and "trained" not in stdout
+    assert mtimes(out) == before and len(before) == 10
 
 
 def test_a_larger_budget_resumes_the_runs_and_keeps_their_rows(
@@ -259,10 +268,11 @@ def test_fig4_draws_the_manifold_of_its_run(data_dir, tmp_path, capsys):
 def test_frey_on_a_synthetic_file_trains_its_runs_and_draws_the_frey_panels(
         frey_file, tmp_path, capsys):
     code, stdout, err = run(["reproduce", "frey", "--frey", frey_file, "--out", tmp_path,
-                             "--budget", "200", "--only", "latent2-aevb", "latent20-aevb",
-                             *TINY], capsys)
+                             "--budget", "200", "--only", "latent2-aevb", "latent2-wake-sleep",
+                             "latent20-aevb", *TINY], capsys)
     assert code == 0, err
-    assert [r["samples_seen"] for r in rows(tmp_path / "latent2-aevb")] == [200]
+    for name in ("latent2-aevb", "latent2-wake-sleep", "latent20-aevb"):
+        assert [r["samples_seen"] for r in rows(tmp_path / name)] == [200]
     width, height = matplotlib.image.imread(tmp_path / "figure2-frey.png").shape[1::-1]
     assert width == 4 * paper_figures.PANEL_SIZE[0]
 
@@ -352,6 +362,37 @@ def test_curves_draw_minivae_as_lines_and_the_paper_as_markers_of_the_same_colou
     assert fig.axes[0].get_xscale() == "log"
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert {"AEVB", "wake-sleep", "minivae train (line)", "paper train"} <= set(legend)
+
+
+@pytest.fixture(scope="module")
+def mnist_1000(tmp_path_factory):
+    """An MNIST directory of the first 1,000 training and 100 test images."""
+    mnist = data.load_mnist()
+    directory = tmp_path_factory.mktemp("mnist_1000")
+    for split, images, labels, n in (("train", mnist.train_images, mnist.train_labels, 1000),
+                                     ("t10k", mnist.test_images, mnist.test_labels, 100)):
+        write_idx(directory / f"{split}-images-idx3-ubyte", images[:n].reshape(n, 28, 28))
+        write_idx(directory / f"{split}-labels-idx1-ubyte", labels[:n])
+    return directory
+
+
+def test_fig3_trains_aevb_wake_sleep_and_mcem_on_1000_points_and_tracks_log_px(
+        mnist_1000, tmp_path, capsys):
+    names = ["n1000-aevb", "n1000-wake-sleep", "n1000-mcem"]
+    code, stdout, err = run(["reproduce", "fig3", "--data", mnist_1000, "--out", tmp_path,
+                             "--budget", "2000", "--only", "n1000-*", *TINY], capsys)
+    assert code == 0, err
+    for name in names:
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["optimizer"]["algorithm"] == name.split("-", 1)[1]
+        assert config["data"]["train_size"] == 1000 and config["model"]["latent"] == 3
+        found = rows(tmp_path / name)
+        assert [r["samples_seen"] for r in found] == [1000, 2000]
+        # 1000 passes 1, 2, 5, ..., 1000; 2000 passes 2000 and is the last epoch
+        for r in found:
+            assert r["train_log_px"] < 0 and r["test_log_px"] < 0
+            assert r["test_log_px"] > r["test_elbo"] - 1   # K = 100 samples on 100 images
+    assert (tmp_path / "figure3.png").is_file()
 
 
 def test_plot_only_draws_figure3_from_the_tracked_rows_within_the_budget(
