@@ -386,6 +386,7 @@ def test_fig3_trains_aevb_wake_sleep_and_mcem_on_1000_points_and_tracks_log_px(
         config = json.loads((tmp_path / name / "config.json").read_text())
         assert config["optimizer"]["algorithm"] == name.split("-", 1)[1]
         assert config["data"]["train_size"] == 1000 and config["model"]["latent"] == 3
+        assert config["data"]["binarize"] == "static"
         found = rows(tmp_path / name)
         assert [r["samples_seen"] for r in found] == [1000, 2000]
         # 1000 passes 1, 2, 5, ..., 1000; 2000 passes 2000 and is the last epoch
