@@ -11,6 +11,7 @@ import pytest
 
 from minivae.algorithms import NonFiniteObjective
 from minivae.autograd import Tensor
+from minivae.cli import main
 from minivae.checkpoint import load_checkpoint, restore_params, save_checkpoint
 from minivae.hmc import hmc_step, log_joint_grad
 from minivae.mcem import STEP_SIZE, MonteCarloEM
@@ -182,3 +183,54 @@ def test_float32_works():
     assert all(p.dtype == np.float32 for p in learn.model.params.values())
     assert all(np.isfinite(v).all() for v in reports.values())
     assert ((0 <= reports["acceptance"]) & (reports["acceptance"] <= 1)).all()
+
+
+# ---------------------------------------------------------------- the command line
+
+TINY = ["--algorithm", "mcem", "--latent", "2", "--hidden", "8", "--batch-size", "50",
+        "--k", "3", "--no-progress", "--no-figures", "--binarize", "static"]
+
+
+def cli(argv, capsys):
+    """(exit code, stdout, stderr) of `minivae argv`."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_resumes_bit_for_bit_and_evaluate_scores_the_run(data_dir, tmp_path, capsys):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert cli(["train", "--data", data_dir, "--out", straight, "--epochs", "2", *TINY],
+               capsys)[0] == 0
+    assert cli(["train", "--data", data_dir, "--out", resumed, "--epochs", "1", *TINY],
+               capsys)[0] == 0
+    code, out, err = cli(["train", "--resume", resumed, "--epochs", "2", "--no-progress",
+                          "--no-figures", "--k", "3"], capsys)
+    assert code == 0, err
+    assert "mcem by adagrad" in out
+    a, b = (load_checkpoint(d / "checkpoint.npz") for d in (straight, resumed))
+    assert a[0].keys() == b[0].keys() and a[1].keys() == b[1].keys()
+    assert a[1]["mcem.z"].shape == (300, 2) and a[1]["mcem.started"].all()
+    for name in a[0]:
+        np.testing.assert_array_equal(a[0][name], b[0][name], err_msg=name)
+    for key in a[1]:
+        np.testing.assert_array_equal(a[1][key], b[1][key], err_msg=key)
+    row = a[2]["metrics"][-1]
+    assert 0 < row["train_acceptance"] <= 1 and row["train_log_joint"] < 0
+    code, out, err = cli(["evaluate", straight, "--k", "20"], capsys)
+    assert code == 0 and "test log p(x), K=20" in out, err
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--model", "ae"], "--algorithm mcem does not apply to --model ae"),
+    (["--estimator", "A"], "--estimator does not apply to --algorithm mcem"),
+    (["--objective", "iwae"], "--objective does not apply to --algorithm mcem")])
+def test_settings_mcem_does_not_use_are_one_line_usage_errors(data_dir, tmp_path, capsys,
+                                                             flags, says):
+    code, out, err = cli(["train", "--data", data_dir, "--out", tmp_path / "run", *TINY,
+                          *flags], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "run").exists()
