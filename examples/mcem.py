@@ -3,14 +3,15 @@
 Shows: the generative model of a 784-100-3 VAE fitted to 1000 MNIST training
 images by Monte Carlo EM, as in the paper's figure 3: each image keeps its
 own Markov chain z_i; per minibatch, each chain takes one HMC transition
-(10 leapfrog steps, its step size tuned towards 90% acceptance) targeting
-p(z|x_i), then theta takes 5 Adagrad steps (with the weight prior) on
-log p(x_i, z_i) at the new z_i.  The chains target fixed images, so the
-training images are binarized once.  A recognition model q(z|x) is fitted
-alongside by the ELBO for evaluation only; the chains never read it.  Every
-few epochs it prints the mean acceptance probability, step size and
-log p(x, z) of the epoch's transitions and the test lower bound; at the end
-the importance-sampled log p(x) of the test images, with q as the proposal.
+(10 leapfrog steps of a size shared by all chains, tuned towards 90% mean
+acceptance at every minibatch) targeting p(z|x_i), then theta takes 5
+Adagrad steps (with the weight prior) on log p(x_i, z_i) at the new z_i.
+The chains target fixed images, so the training images are binarized once.
+A recognition model q(z|x) is fitted alongside by the ELBO for evaluation
+only; the chains never read it.  Every few epochs it prints the mean
+acceptance probability, step size and log p(x, z) of the epoch's
+transitions and the test lower bound; at the end the importance-sampled
+log p(x) of the test images, with q as the proposal.
 
 Run:    PYTHONPATH=. python examples/mcem.py                 # ~1 min
         PYTHONPATH=. python examples/mcem.py --epochs 2 --train-images 200 --test-images 100

@@ -92,7 +92,9 @@ def hmc_step(target, z, step_size, rng, leapfrog_steps=LEAPFROG_STEPS):
 
 
 def adapt_step_size(step_size, accept_prob, target=TARGET_ACCEPTANCE, rate=ADAPTATION_RATE):
-    """log eps <- log eps + rate * (alpha - target), per chain: (B,) -> (B,) float64.
+    """log eps <- log eps + rate * (alpha - target), elementwise, as float64: eps and
+    alpha (B,) for a step size per chain, or scalars for one shared step size
+    driven by the mean alpha of B chains, as `mcem.MonteCarloEM` does.
 
     A Robbins-Monro step (Andrieu & Thoms 2008) on log eps, driven by
     the Metropolis probability alpha rather than the 0/1 accept, which has

@@ -22,7 +22,7 @@ from minivae.hmc import (ADAPTATION_RATE, LEAPFROG_STEPS, TARGET_ACCEPTANCE, ada
 from minivae.objectives import ELBO, Objective
 
 UPDATES = 5         # the paper's weight updates per datapoint's sample
-STEP_SIZE = 0.1     # every chain's first step size, before adaptation
+STEP_SIZE = 0.1     # the shared step size's first value, before adaptation
 
 
 class LogJointAt(Objective):
@@ -39,14 +39,17 @@ class LogJointAt(Objective):
 
 class MonteCarloEM:
     """Monte Carlo EM (section 5) for a VAE's generative model theta, with n
-    persistent HMC chains, one per training point.
+    persistent HMC chains, one per training point, and one HMC step size
+    shared by all of them.
 
     Each `step(x, rng, rows)` does, in this order:
       1. one `optimizer_phi` step of the recognition model phi on the ELBO
          (estimator B, L = 1) with theta held fixed;
-      2. one HMC transition (`leapfrog_steps` steps) of each row's chain z_i,
-         targeting p(z|x_i) ∝ p(x_i|z) p(z) under the current theta; its step
-         size then moves towards the `target` acceptance (`hmc.adapt_step_size`);
+      2. one HMC transition (`leapfrog_steps` steps of the shared size) of
+         each row's chain z_i, targeting p(z|x_i) ∝ p(x_i|z) p(z) under the
+         current theta; the step size then moves towards the `target`
+         acceptance by `hmc.adapt_step_size` on the minibatch's mean
+         Metropolis acceptance probability;
       3. `updates` steps of `optimizer_theta` on theta (`model.generative`),
          ascending the mean over the minibatch of log p(x_i, z_i) at the new
          chain states; the optimizer's weight decay is the weight prior.
@@ -57,10 +60,19 @@ class MonteCarloEM:
     neither do theta's updates.  The reported `elbo` is therefore the bound
     of this separately trained q, not what MCEM maximizes.
 
+    One step size, as in the paper ("an automatically tuned stepsize such
+    that the acceptance rate was 90%"), because it adapts at every step
+    whatever n is.  A step size per chain adapts only when its chain is
+    visited, once an epoch: with n = 50,000 it grew from 0.1 to 0.18 in 60
+    epochs at acceptance 1.0, and the chains barely moved.  The posteriors of
+    different datapoints differ in scale, so a shared step size suits none of
+    them exactly; it trades that for adaptation speed.
+
     A chain starts when its row is first visited, from the prior N(0, I),
-    drawn from the step's rng, with step size `step_size`: runs with the same
-    generator are identical.  A chain targets p(z|x_i) for the x_i it is
-    given; with a fresh binarization per epoch that x_i changes between visits.
+    drawn from the step's rng; the step size starts at `step_size`: runs with
+    the same generator are identical.  A chain targets p(z|x_i) for the x_i
+    it is given; with a fresh binarization per epoch that x_i changes between
+    visits.
     """
 
     def __init__(self, model, optimizer_theta, optimizer_phi, n, leapfrog_steps=LEAPFROG_STEPS,
@@ -81,7 +93,7 @@ class MonteCarloEM:
         self._recognition = GradientAscent(model, self.objective, optimizer_phi)
         self.steps = 0
         self.z = np.zeros((n, model.latent), model.dtype)     # chain i's state z_i
-        self.step_size = np.full(n, float(step_size))         # chain i's leapfrog step
+        self.step_size = float(step_size)                     # every chain's leapfrog step
         self.started = np.zeros(n, bool)                      # visited at least once
 
     def step(self, x, rng, rows=None):
@@ -91,9 +103,10 @@ class MonteCarloEM:
         `elbo` is estimator B's bound (eq. 7, L = 1) before this step, like
         AEVB's; `log_joint` is log p(x_i, z_i) at the new chain state, under
         theta before its updates; `acceptance` is the Metropolis probability of
-        the transition, `step_size` the step it used.  NonFiniteObjective, raised
-        when the ELBO, log p(x, z) or a gradient is not finite, leaves the
-        parameters, optimizers and chains as they were before the step.
+        the transition, `step_size` the shared step it used, before this step's
+        adaptation, repeated per datapoint.  NonFiniteObjective, raised when the
+        ELBO, log p(x, z) or a gradient is not finite, leaves the parameters,
+        optimizers, chains and step size as they were before the step.
         """
         rows = self._checked_rows(rows, len(x))
         saved = self._snapshot(rows)
@@ -111,12 +124,12 @@ class MonteCarloEM:
         new = rows[~self.started[rows]]
         self.z[new] = rng.standard_normal((len(new), model.latent), dtype=model.dtype)  # p(z)
         self.started[new] = True
-        step_size = self.step_size[rows]
+        step_size = np.full(len(rows), self.step_size)
         transition = hmc_step(lambda z: log_joint_grad(model, x, z), self.z[rows], step_size,
                               rng, self.leapfrog_steps)   # E-step: z_i ~ p(z|x_i), approximately
         self.z[rows] = transition.z
-        self.step_size[rows] = adapt_step_size(step_size, transition.accept_prob, self.target,
-                                               self.rate)
+        self.step_size = float(adapt_step_size(self.step_size, transition.accept_prob.mean(),
+                                               self.target, self.rate))
         m_step = GradientAscent(model, LogJointAt(transition.z), self.optimizer_theta)
         for _ in range(self.updates):   # M-step at the acquired sample
             self._stage("the M-step", m_step, x, rng)
@@ -147,10 +160,10 @@ class MonteCarloEM:
     def _snapshot(self, rows):
         params = {name: p.data.copy() for name, p in self.model.params.items()}
         return (params, self.optimizer_theta.state_dict(), self.optimizer_phi.state_dict(),
-                self.z[rows], self.step_size[rows], self.started[rows])
+                self.z[rows], self.step_size, self.started[rows])
 
     def _restore(self, saved, rows):
-        params, theta, phi, self.z[rows], self.step_size[rows], self.started[rows] = saved
+        params, theta, phi, self.z[rows], self.step_size, self.started[rows] = saved
         for name, p in self.model.params.items():
             p.data[...] = params[name]
         self.optimizer_theta.load_state_dict(theta)
@@ -161,12 +174,13 @@ class MonteCarloEM:
 
     def state_dict(self):
         """Both optimizers' state (keys 'theta.*', 'phi.*'), the chains 'mcem.z'
-        (n, J), their step sizes 'mcem.step_size' (n,), which have started
-        'mcem.started' (n,) and the step count: enough to resume exactly."""
+        (n, J), their shared step size 'mcem.step_size' (a float64 array of
+        shape ()), which have started 'mcem.started' (n,) and the step count:
+        enough to resume exactly."""
         return {"steps": self.steps,
                 **{f"theta.{k}": v for k, v in self.optimizer_theta.state_dict().items()},
                 **{f"phi.{k}": v for k, v in self.optimizer_phi.state_dict().items()},
-                "mcem.z": self.z.copy(), "mcem.step_size": self.step_size.copy(),
+                "mcem.z": self.z.copy(), "mcem.step_size": np.array(self.step_size),
                 "mcem.started": self.started.copy()}
 
     def load_state_dict(self, state):
@@ -175,14 +189,15 @@ class MonteCarloEM:
         nothing changes then."""
         n, J = self.z.shape
         expected = {"mcem.z": (self.model.dtype, (n, J)),
-                    "mcem.step_size": (np.dtype(np.float64), (n,)),
+                    "mcem.step_size": (np.dtype(np.float64), ()),
                     "mcem.started": (np.dtype(bool), (n,))}
         for key, (dtype, shape) in expected.items():
             value = state.get(key)
             if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype \
                     or not np.isfinite(value).all():
-                raise ValueError(f"MCEM state: {key} must be finite {dtype}{shape}")
-        if not (state["mcem.step_size"] > 0).all():
+                raise ValueError(f"MCEM state: {key} must be a finite {dtype} array of "
+                                 f"shape {shape}")
+        if not state["mcem.step_size"] > 0:
             raise ValueError("MCEM state: mcem.step_size must be positive")
         steps = state.get("steps")
         if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)) \
@@ -203,4 +218,5 @@ class MonteCarloEM:
                 self.optimizer_theta.load_state_dict(before)   # all of the state, or none of it
                 raise ValueError(f"MCEM state: {prefix}'s {err}") from None
         self.steps = int(steps)
-        self.z, self.step_size, self.started = (state[key].copy() for key in expected)
+        self.z, self.started = state["mcem.z"].copy(), state["mcem.started"].copy()
+        self.step_size = float(state["mcem.step_size"])
