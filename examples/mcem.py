@@ -13,7 +13,7 @@ acceptance probability, step size and log p(x, z) of the epoch's
 transitions and the test lower bound; at the end the importance-sampled
 log p(x) of the test images, with q as the proposal.
 
-Run:    PYTHONPATH=. python examples/mcem.py                 # ~1 min
+Run:    PYTHONPATH=. python examples/mcem.py                 # minutes
         PYTHONPATH=. python examples/mcem.py --epochs 2 --train-images 200 --test-images 100
 """
 import argparse

@@ -65,11 +65,13 @@ def curves(panels, paper, key, ylabel, title, path):
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     drawn = set()
     for ax, (panel, runs) in zip(axes, panels.items()):
+        values = []
         for algorithm, rows in runs.items():
             drawn.add(algorithm)
             for split, style in LINES.items():
                 kept = sorted((r["samples_seen"], r[f"{split}_{key}"]) for r in rows
                               if f"{split}_{key}" in r)
+                values += [v for _, v in kept]
                 ax.plot([s for s, _ in kept], [v for _, v in kept], style, lw=1.5,
                         color=COLOURS[algorithm], label=f"minivae {algorithm} {split}")
         for algorithm in COLOURS:
@@ -78,15 +80,31 @@ def curves(panels, paper, key, ylabel, title, path):
                           and p["algorithm"] == algorithm and p["split"] == split]
                 if points:
                     drawn.add(algorithm)
+                    values += [v for _, v in points]
                     ax.plot(*zip(*points), ls="none", marker=marker, fillstyle=fill, ms=6,
                             color=COLOURS[algorithm], label=f"paper {algorithm} {split}")
         ax.set(xscale="log", title=panel, xlabel="training samples evaluated")
+        if values:
+            ax.set_ylim(*_y_range(values, [p["nats"] for p in paper if p["panel"] == panel]))
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel(ylabel)
     fig.suptitle(title)
     axes[0].legend(handles=_legend(drawn), loc="lower right", fontsize=7)
     fig.savefig(path, dpi=DPI)
     return fig
+
+
+def _y_range(values, paper):
+    """(bottom, top) of a panel: everything drawn up to its top, but not below
+    the paper's lowest point by more than twice the span of its points, so
+    that the first epochs of a run (thousands of nats down, for wake-sleep
+    with 200 latent dimensions) do not squash the comparison into a line."""
+    top, bottom = max(values), min(values)
+    if paper:
+        span = max(max(paper) - min(paper), 10.0)
+        bottom = max(bottom, min(paper) - 2 * span)
+    margin = 0.03 * (top - bottom) or 1.0
+    return bottom - margin, top + margin
 
 
 def _legend(algorithms):

@@ -347,6 +347,18 @@ def fake_rows(epochs, n, log_px_at=()):
                 else {})} for e in range(1, epochs + 1)]
 
 
+def test_a_panel_keeps_the_papers_points_in_view_beside_a_run_that_starts_far_below(tmp_path):
+    low = fake_rows(3, 1000)
+    low[0]["train_elbo"] = low[0]["test_elbo"] = -14000.0   # wake-sleep's first epoch at J = 200
+    fig = paper_figures.curves({"MNIST, latent 3": {"wake-sleep": low}},
+                               paper_figures.paper_points("figure2"), "elbo", "nats", "t",
+                               tmp_path / "f.png")
+    bottom, top = fig.axes[0].get_ylim()
+    # the paper's points of this panel span -157.1 .. -127.9: at most 2 spans below
+    assert -157.1 - 2 * 29.2 - 5 < bottom < -157.1 and top > -127.9
+    assert max(r["train_elbo"] for r in low) <= top
+
+
 def test_curves_draw_minivae_as_lines_and_the_paper_as_markers_of_the_same_colour(tmp_path):
     rows_of = {"aevb": fake_rows(3, 1000), "wake-sleep": fake_rows(3, 1000)}
     fig = paper_figures.curves({"MNIST, latent 3": rows_of}, paper_figures.paper_points("figure2"),
