@@ -76,19 +76,19 @@ FIGURES = {
     "fig2": FigureSpec("MNIST, 500 hidden units, latent 3, 5, 10, 20, 200; AEVB and "
                        "wake-sleep; the lower bound (Figure 2)",
                        "Figure 2, MNIST: the lower bound", 300_000,
-                       "took 1.5 min here for its 5 AEVB runs (about 3 min with wake-sleep's)",
+                       "took 2.7 min here for its 10 runs",
                        "up to 2.5e8", "figure2"),
     "frey": FigureSpec("Frey Face (--frey), 200 hidden units, latent 2, 5, 10, 20; AEVB and "
                        "wake-sleep; the lower bound (Figure 2)",
                        "Figure 2, Frey Face: the lower bound", 200_000,
-                       "took 45 s here for its 4 AEVB runs, on random faces of the real "
-                       "file's size (about 1.5 min with wake-sleep's)",
+                       "took 39 s here for its 8 runs, on random faces of the real "
+                       "file's size",
                        "up to 1e8", "figure2-frey"),
     "fig3": FigureSpec("MNIST, 100 hidden units, latent 3, N = 1,000 and 50,000; AEVB, "
                        "wake-sleep and MCEM; the marginal likelihood (Figure 3)",
                        f"Figure 3, MNIST: the marginal likelihood\n(minivae: importance-"
                        f"sampled, K={TRACK_K}; the paper: its own estimate)", 500_000,
-                       "took 40 s here for its 2 AEVB runs", "up to 6.8e7", "figure3"),
+                       "took 2.6 min here for its 6 runs", "up to 6.8e7", "figure3"),
     "fig4": FigureSpec("the 2-D manifolds AEVB learned on MNIST (500 hidden units) and, "
                        "with --frey, Frey Face (200) (Figure 4)", "", 1_200_000,
                        "took 1 min here, with --frey too (Frey Face's run, 37 s, goes "
