@@ -38,8 +38,9 @@ def _train(args):
     from minivae.runs import RunDir
     from minivae.train import train
     given = {name: getattr(args, name) for name in cfg.FLAGS if hasattr(args, name)}
-    if args.config:
-        given = {**cfg.load_preset(args.config), **given}
+    if args.config:   # a preset's defaults do not count as settings the user chose
+        given = {**{name: value for name, value in cfg.load_preset(args.config).items()
+                    if value != cfg.default(name)}, **given}
     if args.resume:
         config = RunDir.of(args.resume).load().config.resumed_with(given)
         out = Path(args.out) if args.out else RunDir.of(args.resume).path
@@ -225,7 +226,7 @@ def _explore(args):
     path = Path(getattr(args, "out", None) or run.figure("explorer"))
     existed = path.exists()
     write_page(data, path)
-    _wrote(path, existed, f"the latent-space explorer, {n} test digits to click and "
+    _wrote(path, existed, f"the latent-space explorer, {n} test images to click and "
                           f"{points} on the plane, "
                           f"{path.stat().st_size / 1e6:.1f} MB; open it in a browser")
     if args.open:

@@ -67,8 +67,9 @@ def hmc_step(target, z, step_size, rng, leapfrog_steps=LEAPFROG_STEPS):
     it changes neither H nor anything after, so it is not computed.  The
     energy change H_start - H_end is taken as a difference of differences in
     float64, never as two large Hamiltonians subtracted.  A proposal whose z,
-    log density or energy is not finite is rejected (probability 0), and no
-    numpy warning is raised about it.  Draws p, then one uniform per chain.
+    log density or energy is not finite is rejected (probability 0), one with
+    a finite log density from a state of density 0 is accepted, and no numpy
+    warning is raised about either.  Draws p, then one uniform per chain.
     """
     z0 = np.asarray(z)
     eps = np.asarray(step_size, z0.dtype)[:, None]
@@ -84,7 +85,8 @@ def hmc_step(target, z, step_size, rng, leapfrog_steps=LEAPFROG_STEPS):
         p0, p1 = p0.astype(np.float64), p1.astype(np.float64)
         kinetic = 0.5 * np.sum((p1 - p0) * (p1 + p0), axis=1)
         log_ratio = log_p1.astype(np.float64) - log_p0 - kinetic
-        finite = np.isfinite(log_ratio) & np.isfinite(z1).all(axis=1)
+        # a finite proposal from a state of density 0 (log_ratio = +inf) is accepted
+        finite = np.isfinite(log_p1) & np.isfinite(z1).all(axis=1) & ~np.isnan(log_ratio)
         accept_prob = np.where(finite, np.exp(np.minimum(log_ratio, 0.0)), 0.0)
     accepted = rng.random(len(z0)) < accept_prob
     return Transition(np.where(accepted[:, None], z1, z0), np.where(accepted, log_p1, log_p0),

@@ -13,6 +13,8 @@ set a minibatch holds.
 `MonteCarloEM` has the learning rules' interface (`algorithms`): `step`,
 `steps`, `objective`, `end_epoch`, `state_dict`, `load_state_dict`.
 """
+import math
+
 import numpy as np
 
 from minivae.algorithms import GradientAscent, NonFiniteObjective
@@ -83,9 +85,10 @@ class MonteCarloEM:
             if set(optimizer.params) != set(names):
                 raise ValueError(f"MonteCarloEM: optimizer_{what} must hold exactly the "
                                  f"parameters {', '.join(names)}")
-        if n < 1 or leapfrog_steps < 1 or updates < 1 or not 0 < target < 1 or step_size <= 0:
+        if n < 1 or leapfrog_steps < 1 or updates < 1 or not 0 < target < 1 or not step_size > 0 \
+                or not 0 < rate < math.inf:
             raise ValueError("MonteCarloEM: expected n, leapfrog_steps and updates >= 1, "
-                             "0 < target < 1 and step_size > 0")
+                             "0 < target < 1, step_size > 0 and a finite rate > 0")
         self.model, self.optimizer_theta, self.optimizer_phi = model, optimizer_theta, optimizer_phi
         self.leapfrog_steps, self.updates, self.target, self.rate = (leapfrog_steps, updates,
                                                                      target, rate)

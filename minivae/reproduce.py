@@ -127,11 +127,13 @@ def _curve(name, panel, algorithm, data, **flags):
 @dataclass
 class Target:
     """A configuration's run under --out: its directory, its train flags (config
-    field -> value) and the epochs that the budget asks for."""
+    field -> value), the epochs that the budget asks for and the training
+    images its data holds."""
     configuration: Configuration
     path: Path
     flags: dict
     epochs: int
+    images: int
 
 
 @dataclass
@@ -154,12 +156,10 @@ def targets(configurations, out, budget, data_of, hidden=None):
     for c in configurations:
         flags = {**c.flags, **({"hidden": tuple(hidden)} if hidden else {}),
                  **({"data": data_of[c.data]} if data_of[c.data] else {}), "lr": PAPER_LR}
-        n = flags.get("train_size")
-        if n is None:
-            if c.data not in counts:
-                counts[c.data] = _training_images(data_of[c.data])
-            n = counts[c.data]
-        found.append(Target(c, Path(out) / c.name, flags, math.ceil(budget / n)))
+        if c.data not in counts:
+            counts[c.data] = _training_images(data_of[c.data])
+        n = flags.get("train_size", counts[c.data])
+        found.append(Target(c, Path(out) / c.name, flags, math.ceil(budget / n), counts[c.data]))
     return found
 
 
@@ -182,7 +182,9 @@ def plan(target):
         return Planned(**vars(target), state="resume", done=None, arguments=resume)
     done = trained.position["epoch"]
     try:
-        trained.config.resumed_with({**target.flags, "epochs": epochs})
+        # data named even when None (the embedded MNIST), so that a run trained
+        # on another directory is a conflict, not resumed on this one
+        trained.config.resumed_with({"data": None, **target.flags, "epochs": epochs})
     except ValueError as err:
         return Planned(**vars(target), state="conflict", done=done, reason=str(err))
     if done >= epochs:   # a checkpoint within epoch done + 1 holds `done` epochs too
@@ -302,7 +304,12 @@ def reproduce(args):
     data = str(Path(args.data).resolve()) if args.data else None
     runs = targets(grid(args.figure, frey=bool(frey)), out, budget,
                    {"mnist": data, "frey": f"frey:{frey}"}, args.hidden)
-    planned = [plan(t) for t in _selected(runs, args.only)]
+    selected = _selected(runs, args.only)
+    short = next((t for t in selected if t.flags.get("train_size", 0) > t.images), None)
+    if short:   # before anything runs, not once per failing run
+        raise ValueError(f"{short.configuration.name} trains on {short.flags['train_size']:,} "
+                         f"images, but the data has {short.images:,} training images")
+    planned = [plan(t) for t in selected]
     note = print if not args.print_commands else (lambda line: print(line, file=sys.stderr))
     note(f"minivae reproduce {args.figure}: {len(planned)} runs under {out}, a budget of "
          f"{budget:,} samples evaluated a curve (the default {spec.budget:,} "

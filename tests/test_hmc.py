@@ -40,7 +40,7 @@ def z_scores(z):
 
 
 def test_hmc_leaves_a_correlated_gaussian_invariant():
-    # 20000 independent chains from N(0, 4I), 30 transitions of burn-in, then
+    # 20000 independent chains from N(0, 4I), 40 transitions of burn-in, then
     # each chain's last state: 20000 independent draws, so the standard errors
     # are those of iid samples.  The step sizes are large (acceptance ~0.8), so
     # that a wrong integrator shows: with either half-step made a full one, the
@@ -129,3 +129,20 @@ def test_non_finite_proposals_are_rejected_without_warnings(name, dtype):
             assert np.isfinite(z).all() and np.isfinite(transition.log_density).all()
     assert z.dtype == dtype
     assert (transition.accept_prob == 0).any(), "no proposal was non-finite: nothing was tested"
+
+
+def test_a_chain_at_density_zero_accepts_a_finite_proposal():
+    """From a state outside the target's support (log pi = -inf) the Metropolis
+    ratio is +inf: a proposal inside is accepted, so the chain is not trapped."""
+    def target(z):
+        log_p = np.where(z[:, 0] > 0, -0.5 * np.sum(z * z, axis=1), -np.inf)
+        return log_p, -z
+    z = np.tile([[-1e-3, 0.0]], (200, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = hmc.hmc_step(target, z, np.full(200, 0.2), np.random.default_rng(0),
+                           leapfrog_steps=1)
+    moved = out.z[:, 0] != z[:, 0]
+    assert moved.sum() > 50                       # about half the momenta point inside
+    assert np.all(out.z[moved, 0] > 0) and np.all(out.accept_prob[moved] == 1.0)
+    assert np.all(out.accept_prob[~moved] == 0.0) and np.all(np.isneginf(out.log_density[~moved]))

@@ -257,6 +257,29 @@ def test_a_run_directory_with_other_settings_is_refused_not_trained(
     assert mtimes(out) == before
 
 
+def test_runs_on_another_data_directory_are_refused_not_resumed_on_mnist(
+        grid_run, tmp_path, capsys):
+    out = tmp_path / "fig2"
+    shutil.copytree(grid_run[0], out)
+    before = mtimes(out)
+    code, stdout, err = run(["reproduce", "fig2", "--out", out, "--budget", "600000",
+                             "--only", "latent3-aevb", "--hidden", "8"], capsys)
+    assert code == 1
+    [line] = err.splitlines()
+    assert "latent3-aevb" in line and "--data saved" in line
+    assert mtimes(out) == before
+
+
+def test_a_training_size_beyond_the_data_is_one_line_before_anything_runs(
+        data_dir, tmp_path, capsys):
+    code, stdout, err = run(["reproduce", "fig3", "--data", data_dir, "--out", tmp_path / "o",
+                             "--print-commands"], capsys)
+    assert code == 1 and stdout == ""
+    [line] = err.splitlines()
+    assert "n1000-aevb trains on 1,000 images, but the data has 300 training images" in line
+    assert not (tmp_path / "o").exists()
+
+
 def test_fig4_draws_the_manifold_of_its_run(data_dir, tmp_path, capsys):
     code, stdout, err = run(["reproduce", "fig4", "--data", data_dir, "--out", tmp_path,
                              "--budget", "300", *TINY], capsys)
