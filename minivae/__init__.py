@@ -19,6 +19,8 @@ The modules, from the bottom up:
                    IWAE bound; the autoencoders' losses
     optim          SGD, Adagrad and Adam
     algorithms     one step of learning: GradientAscent (Algorithm 1's update), FitPCA
+    hmc            Hamiltonian Monte Carlo over many chains, its step sizes, log p(x, z)
+    mcem           Monte Carlo EM with HMC chains per training point (section 5)
     evaluate       test objective, reconstruction error, importance-sampled log p(x)
     activity       active units: which latent dimensions a model uses
     data           MNIST IDX files, binarization, dequantization, the model's x per minibatch

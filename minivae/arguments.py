@@ -3,8 +3,11 @@ defaults and help.  The training flags are the fields of `config`: their
 names, defaults, choices and help come from there; `cli` runs what is parsed.
 """
 import argparse
+import math
+import textwrap
 
 from minivae import config as cfg
+from minivae.reproduce import FIGURES
 
 # what `minivae plot --what` can draw, and whether it needs the test data
 PLOTS = {"manifold": False, "scatter": True, "recon": True, "samples": False, "curves": False,
@@ -28,6 +31,18 @@ def _value_type(name, meta):
         except ValueError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
     return parse
+
+
+def _samples(text):
+    """An argparse type for a count of samples, which may be written 1e8: an int >= 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1 and value.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 such as 300000 or "
+                                         f"1e8, got {text!r}")
+    return int(value)
 
 
 def _number(kind):
@@ -166,4 +181,53 @@ def parser():
     probe.add_argument("checkpoint", metavar="RUN_OR_CKPT")
     probe.add_argument("--seed", type=_number("int >= 0"), default=0,
                        help="seed of the probe's minibatch order")
+    _add_reproduce(commands)
     return parser
+
+
+def _add_reproduce(commands):
+    """`minivae reproduce FIGURE`: the flags of `reproduce.reproduce`."""
+    figures = "\n".join(textwrap.fill(f"{name:5s} {f.summary}; default --budget "
+                                       f"{f.budget:,}: {f.measured}; the paper: {f.paper}",
+                                       78, initial_indent="  ", subsequent_indent=" " * 8,
+                                       break_on_hyphens=False)
+                         for name, f in FIGURES.items())
+    reproduce = commands.add_parser(
+        "reproduce", help="run the paper's experiments (section 5) and draw them over the "
+                          "paper's points", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train one resumable run per curve of a figure of the paper, with its "
+                    "settings\n(Adagrad, step size 0.02, M = 100, L = 1), then draw the curves "
+                    "(lines)\nbeside the paper's points (markers). Times: --jobs 2 on this "
+                    "2-core machine;\nthey grow about in proportion to the budget.\n\n" +
+                    figures)
+    reproduce.add_argument("figure", choices=tuple(FIGURES), help="which figure (above)")
+    reproduce.add_argument("--budget", metavar="SAMPLES", type=_samples, default=None,
+                           help="training samples evaluated a curve, e.g. 1e8 as in the "
+                                "paper: each run trains ceil(SAMPLES / N) epochs of its N "
+                                "images (default: the figure's, above)")
+    reproduce.add_argument("--out", metavar="DIR", default=None,
+                           help="where the runs (one directory each) and the figure go "
+                                "(default: reproduce/FIGURE)")
+    reproduce.add_argument("--jobs", metavar="N", type=_number("positive int"), default=2,
+                           help="runs trained at a time, each a subprocess with cores / N "
+                                "BLAS threads (default: 2)")
+    reproduce.add_argument("--print-commands", action="store_true",
+                           help="print the `minivae train` line of each run still to do, "
+                                "for a batch scheduler, and run nothing (default: off)")
+    reproduce.add_argument("--plot-only", action="store_true",
+                           help="train nothing; draw the figure from the runs under --out "
+                                "(default: off)")
+    reproduce.add_argument("--frey", metavar="PATH", default=None,
+                           help="the Frey Face file frey_rawface.mat; needed by frey, adds "
+                                "Frey Face to fig4 (default: none)")
+    reproduce.add_argument("--data", metavar="DIR", default=None,
+                           help="a directory of MNIST-format IDX files in place of the "
+                                "embedded MNIST (default: the embedded MNIST)")
+    reproduce.add_argument("--hidden", metavar="H", nargs="+", type=_number("positive int"),
+                           default=None,
+                           help="hidden layer widths of every run in place of the paper's "
+                                "(500 MNIST, 200 Frey Face, 100 fig3): a small-scale knob for "
+                                "tests and quick looks, not the paper (default: the paper's)")
+    reproduce.add_argument("--only", metavar="NAME", nargs="+", default=None,
+                           help="the runs whose directory names match one of these patterns "
+                                "(e.g. '*-aevb' or latent20-wake-sleep) (default: all)")

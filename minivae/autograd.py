@@ -41,6 +41,22 @@ def no_grad():
         _grad_enabled = previous
 
 
+@contextmanager
+def frozen(tensors):
+    """Within this block none of `tensors` takes a gradient: graphs built from
+    them treat them as constants, so backward neither fills their .grad nor
+    computes it.  Each one's requires_grad is restored on the way out."""
+    tensors = list(tensors)
+    flags = [t.requires_grad for t in tensors]
+    for t in tensors:
+        t.requires_grad = False
+    try:
+        yield
+    finally:
+        for t, flag in zip(tensors, flags):
+            t.requires_grad = flag
+
+
 def checked_dtype(dtype, where):
     """`dtype` as a numpy dtype, if it is float32 or float64."""
     dtype = np.dtype(dtype)

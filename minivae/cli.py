@@ -13,6 +13,9 @@
                                        on the frozen codes, test accuracy
     minivae explore RUN_OR_CKPT        explorer.html: drag a point through z, watch
                                        the decoder's output in a browser
+    minivae reproduce fig2|frey|fig3|fig4
+                                       the paper's experiments, one run per curve,
+                                       drawn over the paper's points
 
 `arguments` holds the grammar (subcommands, flags, help); this module runs it.
 """
@@ -23,20 +26,29 @@ from pathlib import Path
 import numpy as np
 
 from minivae import config as cfg
+from minivae.applies import check_applies
 from minivae.arguments import GAP_DEFAULTS, PLOTS, parser
+
+
+class UsageError(ValueError):
+    """Flags that parse one by one but not together: exit code 2, as the parser's."""
 
 
 def _train(args):
     from minivae.runs import RunDir
     from minivae.train import train
     given = {name: getattr(args, name) for name in cfg.FLAGS if hasattr(args, name)}
-    if args.config:
-        given = {**cfg.load_preset(args.config), **given}
+    if args.config:   # a preset's defaults do not count as settings the user chose
+        given = {**{name: value for name, value in cfg.load_preset(args.config).items()
+                    if value != cfg.default(name)}, **given}
     if args.resume:
         config = RunDir.of(args.resume).load().config.resumed_with(given)
         out = Path(args.out) if args.out else RunDir.of(args.resume).path
     else:
-        cfg.check_applies(given)
+        try:
+            check_applies(given)
+        except ValueError as err:
+            raise UsageError(err) from None
         config = cfg.Config.from_flags(**given)
         out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"minivae: {'resuming' if args.resume else 'training'} {_describe(config)}, "
@@ -62,6 +74,8 @@ def _describe(config):
     name = m.model.upper() if m.model == "vae" else m.model
     hidden = f" with hidden layers {list(m.hidden)}" if "hidden" in _options(m.model) else ""
     rule = "one SVD pass" if m.model == "pca" else f"{o.optimizer} (lr {o.lr})"
+    if o.algorithm != "aevb":
+        rule = f"{o.algorithm} by {rule}"
     return f"a {m.decoder} {name}{hidden} and latent dimension {m.latent}, {rule}"
 
 
@@ -98,10 +112,12 @@ def _load(path):
 
 
 def _test_inputs(trained):
-    """The test images as the model sees them (data.Inputs) and their labels."""
+    """The test images as the model sees them (data.Inputs) and their labels (None
+    for a data set without labels)."""
     from minivae import data
+    from minivae.datasets import load_dataset
     c = trained.config
-    dataset = data.load_mnist(c.data.data)
+    dataset = load_dataset(c.data.data)
     inputs = data.Inputs(dataset, trained.model.likelihood.pixels, c.data.binarize, c.run.seed,
                          c.run.dtype, c.data.intensities, trained.model.classes)
     return inputs, dataset.test_labels
@@ -206,11 +222,11 @@ def _explore(args):
     x = next(inputs.test_batches(batch_size=points, limit=points))
     activity = active_units(model, inputs.test_batches()) if model.has_prior else None
     data = page_data(model, _describe(config), trained.image_shape, x, inputs.test[:n],
-                     labels[:points], activity)
+                     _first(labels, points), activity)
     path = Path(getattr(args, "out", None) or run.figure("explorer"))
     existed = path.exists()
     write_page(data, path)
-    _wrote(path, existed, f"the latent-space explorer, {n} test digits to click and "
+    _wrote(path, existed, f"the latent-space explorer, {n} test images to click and "
                           f"{points} on the plane, "
                           f"{path.stat().st_size / 1e6:.1f} MB; open it in a browser")
     if args.open:
@@ -262,7 +278,8 @@ def _plot(args):
         if what == "manifold":
             plots.manifold(model, path, image_shape=shape)
         elif what == "scatter":
-            plots.latent_scatter(model, inputs.test[:args.images], labels[:args.images], path)
+            plots.latent_scatter(model, inputs.test[:args.images], _first(labels, args.images),
+                                 path)
         elif what == "recon":
             plots.reconstructions(model, inputs.test, path, image_shape=shape, labels=labels)
         elif what == "samples":
@@ -277,11 +294,19 @@ def _plot(args):
         _wrote(path, existed, what)
 
 
+def _first(labels, n):
+    """The first n labels, or None for a data set without labels."""
+    return None if labels is None else labels[:n]
+
+
 def _probe(args):
-    from minivae import data
+    from minivae.datasets import load_dataset
     from minivae.probe import probe
     _, trained = _load(args.checkpoint)
-    dataset = data.load_mnist(trained.config.data.data)
+    dataset = load_dataset(trained.config.data.data)
+    if dataset.train_labels is None:
+        raise ValueError(f"probe: a linear probe predicts the labels; {trained.config.data.data} "
+                         f"has none")
     result = probe(trained.model, dataset, np.random.default_rng(args.seed))
     print(f"linear probe on the frozen {result['code_size']}-D codes of "
           f"{len(dataset.train_images)} training images ({result['seconds']:.1f} s)")
@@ -292,15 +317,21 @@ def _probe(args):
 def main(argv=None):
     """Entry point of the `minivae` console script and `python -m minivae`."""
     from minivae.checkpoint import CheckpointError
+    from minivae.data import DataError
+    from minivae.reproduce import reproduce
     from minivae.train import TrainingError
     args = parser().parse_args(argv)
     command = {"train": _train, "evaluate": _evaluate, "sample": _sample,
-               "plot": _plot, "probe": _probe, "explore": _explore}[args.command]
+               "plot": _plot, "probe": _probe, "explore": _explore,
+               "reproduce": reproduce}[args.command]
     try:
-        command(args)
+        code = command(args)
     except KeyboardInterrupt:
         return 130
+    except (UsageError, DataError) as err:   # as argparse's: the command line asked wrongly
+        print(f"minivae {args.command}: error: {err}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, OSError, CheckpointError, TrainingError) as err:
         print(f"minivae {args.command}: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0

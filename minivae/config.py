@@ -4,7 +4,8 @@ check and its help text, in one place.
     model       which model and its shape (Appendix C)
     objective   the bound and its estimator (section 2.3), beta and its warm-up,
                 the IWAE bound
-    optimizer   the stochastic gradient method (section 5: Adagrad, the weight prior)
+    optimizer   the learning rule (Algorithm 1, or wake-sleep) and its stochastic
+                gradient method (section 5: Adagrad, the weight prior)
     data        the data set, binarization and minibatch size M
     run         epochs, seed and floating-point type
 
@@ -21,9 +22,11 @@ from pathlib import Path
 
 from minivae.autograd import SUPPORTED_DTYPES
 from minivae.data import BINARIZATIONS, INTENSITIES
-from minivae.algorithms import FitPCA, GradientAscent
+from minivae.datasets import normalized
+from minivae.algorithms import FitPCA, GradientAscent, WakeSleep
 from minivae.corruptions import GaussianNoise, MaskingNoise
-from minivae.likelihoods import LIKELIHOODS
+from minivae.likelihoods import LIKELIHOODS, MEANS
+from minivae.mcem import MonteCarloEM
 from minivae.models import MODELS, SUMMARIES
 from minivae.nn import ACTIVATIONS, INITS
 from minivae.objectives import (ELBO, ESTIMATORS, IWAE, KLWarmUp, MaskedReconstruction,
@@ -104,6 +107,10 @@ class ModelConfig(Section):
                            choices=("output", "pixel", "scalar"))
     logvar_floor: float = _field(None, "lower bound on the gaussian decoder's log-variance "
                                        "(default: none)", "number", optional=True)
+    decoder_mean: str = _field("identity", "the gaussian decoder's mean: identity, the "
+                                           "decoder's output (Appendix C.2); sigmoid, squashed "
+                                           "into (0, 1), the paper's Frey Face decoder "
+                                           "(section 5)", choices=MEANS)
     classes: int = _field(10, "classes of the label y a cvae is conditioned on",
                           "positive int")
     posterior: str = _field("gaussian", "the family of q(z|x) (section 2.4): gaussian, as "
@@ -155,8 +162,17 @@ class ObjectiveConfig(Section):
         return OBJECTIVES.get(model, OBJECTIVES["ae"])(self, image_shape)
 
 
+# the learning rules of --algorithm, each with the models it trains (None: every one)
+ALGORITHMS = {"aevb": None, "wake-sleep": ("vae",), "mcem": ("vae",)}
+
+
 @dataclass
 class OptimizerConfig(Section):
+    algorithm: str = _field("aevb", "learning rule: aevb, Algorithm 1; the paper's baselines "
+                                    "of section 5: wake-sleep (Hinton, Dayan, Frey & Neal "
+                                    "1995; Figures 2 and 3) and mcem, Monte Carlo EM with an "
+                                    "HMC chain per training point (Figure 3)",
+                            choices=tuple(ALGORITHMS))
     optimizer: str = _field("adagrad", "stochastic gradient method (the paper used Adagrad)",
                             choices=tuple(OPTIMIZERS))
     lr: float = _field(None, "step size (default: " + ", ".join(
@@ -185,8 +201,9 @@ class OptimizerConfig(Section):
 
 @dataclass
 class DataConfig(Section):
-    data: str = _field(None, "directory of MNIST-format IDX files (default: the embedded "
-                             "MNIST)", optional=True)
+    data: str = _field(None, "directory of MNIST-format IDX files, or frey:PATH, Frey Face "
+                             "from frey_rawface.mat (default: the embedded MNIST)",
+                       optional=True)
     binarize: str = _field("dynamic", "binary pixels: a fresh binarization per minibatch, one "
                                       "fixed binarization, or data that is already binary "
                                       "(pixels 0 or 255)", choices=BINARIZATIONS)
@@ -201,8 +218,7 @@ class DataConfig(Section):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.data is not None:   # the same directory compares equal from anywhere
-            self.data = str(Path(self.data).resolve())
+        self.data = normalized(self.data)   # the same data compares equal from anywhere
 
 
 @dataclass
@@ -240,66 +256,14 @@ OBJECTIVES = {
         GaussianNoise(o.noise_std)),
     "masked-ae": lambda o, shape: MaskedReconstruction(tuple(shape), o.patch, o.mask_ratio),
 }
-# objective and optimizer fields, and the models they apply to (model fields: each
-# model's `options`)
-LATENT_VARIABLE = ("vae", "cvae")
-APPLIES = {"estimator": LATENT_VARIABLE, "samples": LATENT_VARIABLE,
-           "objective": LATENT_VARIABLE, "k_train": LATENT_VARIABLE, "beta": LATENT_VARIABLE,
-           "warmup": LATENT_VARIABLE, "warmup_start": LATENT_VARIABLE, "sparsity": ("sparse-ae",),
-           "corruption": ("denoising-ae",), "drop_prob": ("denoising-ae",),
-           "noise_std": ("denoising-ae",), "mask_ratio": ("masked-ae",),
-           "patch": ("masked-ae",)}
-APPLIES.update({f.name: tuple(m for m in MODELS if m != "pca")
-                for f in fields(OptimizerConfig)})
-# objective fields and the objective (elbo or iwae) they apply to
-BOUND_OF = {"estimator": "elbo", "samples": "elbo", "beta": "elbo", "warmup": "elbo",
-            "warmup_start": "elbo", "k_train": "iwae"}
-
 SECTIONS = {"model": ModelConfig, "objective": ObjectiveConfig, "optimizer": OptimizerConfig,
             "data": DataConfig, "run": RunConfig}
 FLAGS = {f.name: (section, f) for section, cls in SECTIONS.items() for f in fields(cls)}
 CHANGEABLE_ON_RESUME = ("epochs",)
 
 
-def check_applies(given):
-    """ValueError, in one line, for a field in `given` (field -> value, as a user
-    set them) that the chosen model does not use, e.g. --mask-ratio with vae."""
-    model = given.get("model", "vae")
-    if model not in MODELS:
-        return   # the model field's own check names the choices
-    for name in given:
-        if name in fields_of(ModelConfig) and name != "model":
-            users = tuple(m for m, cls in MODELS.items() if name in cls.options)
-        else:
-            users = APPLIES.get(name)
-        if users is not None and model not in users:
-            raise ValueError(f"--{name.replace('_', '-')} does not apply to --model {model}; "
-                             f"it applies to {', '.join(users)}")
-        bound = given.get("objective", "elbo")
-        if BOUND_OF.get(name, bound) != bound:
-            raise ValueError(f"--{name.replace('_', '-')} does not apply to --objective "
-                             f"{bound}; it applies to --objective {BOUND_OF[name]}")
-    if "track_images" in given and not given.get("track_log_px"):
-        raise ValueError("--track-images applies to tracking log p(x): give --track-log-px K "
-                         "too")
-    if given.get("track_log_px") and not MODELS[model].has_prior:
-        raise ValueError(f"--track-log-px needs a model with a prior p(z); --model {model} "
-                         f"has none")
-    if "warmup_start" in given and not given.get("warmup"):
-        raise ValueError("--warmup-start applies to a warm-up: give --warmup EPOCHS too")
-    decoder = given.get("decoder") or MODELS[model].default_decoder
-    if decoder not in LIKELIHOODS:
-        return   # the decoder field's own check names the choices
-    if "intensities" in given and LIKELIHOODS[decoder].pixels != "continuous":
-        raise ValueError(f"--intensities applies to continuous pixels (a gaussian or squared "
-                         f"decoder), not to --decoder {decoder}")
-    for name in ("variance", "logvar_floor"):
-        if name in given and decoder != "gaussian":
-            raise ValueError(f"--{name.replace('_', '-')} applies to --decoder gaussian, not to "
-                             f"--decoder {decoder}")
-
-
 def fields_of(section):
+    """The names of a section's fields."""
     return {f.name for f in fields(section)}
 
 
@@ -335,7 +299,17 @@ class Config:
 
     def learning_rule(self, model, n, image_shape):
         """How `model` learns from n training images of image_shape: its objective
-        ascended by the optimizer (Algorithm 1), or, for PCA, one fitting pass."""
+        ascended by the optimizer (Algorithm 1), wake-sleep's two phases, each
+        with its own optimizer, Monte Carlo EM's chains and updates, or, for PCA,
+        one fitting pass."""
+        def optimizer(params):   # each learning rule's own, over the parameters it updates
+            return self.optimizer.build(params, n)
+        if self.optimizer.algorithm == "wake-sleep":
+            return WakeSleep(model, optimizer)
+        if self.optimizer.algorithm == "mcem":
+            theta, phi = ({name: model.params[name] for name in names}
+                          for names in (model.generative, model.recognition))
+            return MonteCarloEM(model, optimizer(theta), optimizer(phi), n)
         objective = self.objective.build(self.model.model, image_shape)
         if self.model.model == "pca":
             return FitPCA(model, objective)

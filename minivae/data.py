@@ -86,6 +86,7 @@ class Dataset:
     train_images (n_train, D), train_labels (n_train,), test_images (n_test, D),
     test_labels (n_test,); image_shape (h, w) with h * w = D.
     MNIST: n_train = 60000, n_test = 10000, D = 784, image_shape = (28, 28).
+    A data set without labels (Frey Face, `frey`) has None for both.
     """
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -104,8 +105,9 @@ class Dataset:
         if n > len(self.train_images):
             raise DataError(f"train size {n} is larger than the training set "
                             f"({len(self.train_images)} images)")
+        labels = self.train_labels
         return replace(self, train_images=self.train_images[:n],
-                       train_labels=self.train_labels[:n])
+                       train_labels=None if labels is None else labels[:n])
 
 
 def _find_idx(data_dir, name):
@@ -303,6 +305,9 @@ class Inputs:
             self._fixed(dataset.train_images, seed, "training")
         self.test = self._fixed(dataset.test_images, TEST_BINARIZATION_SEED, "test")
         self.classes = classes
+        if classes and dataset.test_labels is None:
+            raise DataError("a conditional model reads each image's label; this data set "
+                            "has no labels")
         if classes:
             self.train_y = one_hot(dataset.train_labels, classes).astype(self.dtype)
             self.test_y = one_hot(dataset.test_labels, classes).astype(self.dtype)

@@ -25,13 +25,14 @@ def epoch_figures(run, epoch):
     interrupted run that is resumed) are replaced.
     """
     model, files, shape = run.model, run.dir, run.dataset.image_shape
-    test, labels = run.inputs.test[:SNAPSHOT_IMAGES], run.dataset.test_labels[:SNAPSHOT_IMAGES]
+    test, labels = run.inputs.test[:SNAPSHOT_IMAGES], run.dataset.test_labels
+    labels = None if labels is None else labels[:SNAPSHOT_IMAGES]   # None: no labels
     snapshots = [s for s in _read_snapshots(files.snapshots, (len(test), model.latent))
                  if s[0] < epoch] + [(epoch, codes(model, test, labels))]
     save_npz_atomically(files.snapshots, {"epochs": np.array([e for e, _ in snapshots]),
                                           "mu": np.stack([mu for _, mu in snapshots])})
     reconstructions(model, test[:10], files.figure("recon"), image_shape=shape,
-                    labels=labels[:10])
+                    labels=labels)
     if model.has_prior:      # a model without one has nothing to sample from
         samples(model, files.figure("samples"), np.random.default_rng([run.config.run.seed, 1]),
                 image_shape=shape)

@@ -11,11 +11,13 @@ one JSON object, `page_data`:
 
     decoder   the layers h = act(h W + b), W (inputs, outputs) as base64
               float32, then the likelihood's mean: sigmoid for a Bernoulli
-              decoder's logits (Appendix C.1), the identity for a Gaussian
-              mean (Appendix C.2) or an autoencoder's y
+              decoder's logits (Appendix C.1) and for a Gaussian mean squashed
+              into (0, 1) (the paper's Frey Face decoder, section 5), the
+              identity for a Gaussian mean (Appendix C.2) or an autoencoder's y
     test      n test digits as the model sees them (uint8 grey levels), their
-              labels and codes: the encoder mean mu of each (eq. 9's
-              deterministic part), or the autoencoder's code f(x)
+              labels (null for a data set without labels, Frey Face) and
+              codes: the encoder mean mu of each (eq. 9's deterministic
+              part), or the autoencoder's code f(x)
     points    the codes and labels of more test digits (the first P >= n),
               drawn as dots on the plane
     plane     the 2-D plane the pointer moves in: z itself for J = 2, else the
@@ -37,7 +39,6 @@ from minivae.autograd import no_grad
 
 TEMPLATE, SCRIPT = (Path(__file__).with_name(name) for name in ("explorer.html", "explorer.js"))
 PLACEHOLDER, SCRIPT_PLACEHOLDER = '"__MINIVAE_DATA__"', "/*__MINIVAE_SCRIPT__*/"
-OUTPUTS = {"bernoulli": "sigmoid"}   # the likelihood's mean from the last layer; else identity
 PRIOR_RANGE = 3.0                     # +-3 standard deviations of N(0, I)
 
 
@@ -48,7 +49,8 @@ def _base64(array, dtype):
 
 def decoder_layers(model):
     """[(W (inputs, outputs), b (outputs,), activation)] and the output function
-    ('sigmoid' or 'identity') whose composition is `model.decode_mean`.
+    ('sigmoid' or 'identity', the likelihood's `output`) whose composition is
+    `model.decode_mean`.
 
     An MLP decoder gives its hidden layers and then the head of the mean (the
     first head: logits, mu or y), which is affine; PCA's decoder is the one
@@ -63,7 +65,7 @@ def decoder_layers(model):
               for prefix, _, _ in decoder.layers[:decoder.n_hidden]]
     mean = f"{decoder.name}.{decoder.heads[0]}"
     layers.append((params[f"{mean}.W"], params[f"{mean}.b"], "identity"))
-    return layers, OUTPUTS.get(model.likelihood.name, "identity")
+    return layers, model.likelihood.output
 
 
 def _plane(codes, has_prior):
@@ -88,7 +90,7 @@ def page_data(model, title, image_shape, x, images, labels, activity=None):
     """The JSON object `explorer.html` reads, for `model`.
 
     x (P, D) or (P, D + C), P >= 1: the test digits as the model reads them,
-    all drawn on the plane; labels (P,); images (n, D) uint8, n <= P: the
+    all drawn on the plane; labels (P,) or None; images (n, D) uint8, n <= P: the
     first n as grey levels, the strip of digits to click;
     activity: `activity.LatentActivity` of the model, or None.
     """
@@ -116,13 +118,18 @@ def page_data(model, title, image_shape, x, images, labels, activity=None):
                                for W, b, act in layers],
                     "output": output},
         "test": {"n": int(n), "images": _base64(images, np.uint8),
-                 "labels": [int(y) for y in labels[:n]], "codes": _base64(codes[:n], "<f4")},
-        "points": {"n": int(len(codes)), "labels": [int(y) for y in labels],
+                 "labels": _labels(labels, n), "codes": _base64(codes[:n], "<f4")},
+        "points": {"n": int(len(codes)), "labels": _labels(labels, len(codes)),
                    "codes": _base64(codes, "<f4")},
         "dims": dims,
         "plane": {"center": center.tolist(), "axes": axes.tolist(), "range": plane_range},
         "slider_ranges": sliders,
     }
+
+
+def _labels(labels, n):
+    """The first n labels as JSON integers, or None for a data set without labels."""
+    return None if labels is None else [int(y) for y in labels[:n]]
 
 
 def write_page(data, path):

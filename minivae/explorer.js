@@ -119,7 +119,8 @@ function start() {
   var $ = function (id) { return document.getElementById(id); };
   var net = readDecoder(data);
   var J = data.latent, C = data.classes, H = data.image_shape[0], W = data.image_shape[1];
-  var n = data.test.n, labels = data.test.labels;
+  var n = data.test.n, labels = data.test.labels;                    // null: no labels
+  function label(list, i) { return list ? list[i] : 0; }             // unlabelled: one class
   var images = base64Bytes(data.test.images);                        // (n, H*W) grey levels
   var flat = base64Floats(data.test.codes), codes = [];              // n codes of length J
   for (var i = 0; i < n; i++) codes.push(Array.from(flat.subarray(i * J, (i + 1) * J)));
@@ -183,12 +184,12 @@ function start() {
   // the dots: the codes of the first P test digits (P >= n, the strip's)
   var pointLabels = data.points.labels, pointCodes = base64Floats(data.points.codes), dots = [];
   for (var p = 0; p < data.points.n; p++)
-    dots.push(project(Array.from(pointCodes.subarray(p * J, (p + 1) * J)), pointLabels[p]));
+    dots.push(project(Array.from(pointCodes.subarray(p * J, (p + 1) * J)), label(pointLabels, p)));
   $('plane-note').textContent = J === 1 ? 'Horizontal: z0 (one row of dots per digit).'
     : J === 2 ? 'Horizontal: z0, vertical: z1.'
     : 'The plane through the mean test code spanned by the two directions in which the test codes vary most.';
-  $('legend').innerHTML = COLOURS.map(function (c, d) {
-    return '<span><i style="background:' + c + '"></i>' + d + '</span>'; }).join('');
+  $('legend').innerHTML = labels ? COLOURS.map(function (c, d) {
+    return '<span><i style="background:' + c + '"></i>' + d + '</span>'; }).join('') : '';
 
   function drawPlane() {
     pctx.fillStyle = '#fff';
@@ -199,7 +200,7 @@ function start() {
     pctx.moveTo(0, toPy(0)); pctx.lineTo(plane.width, toPy(0));
     pctx.stroke();
     dots.forEach(function (uv, i) {
-      pctx.fillStyle = COLOURS[pointLabels[i] % 10];
+      pctx.fillStyle = COLOURS[label(pointLabels, i) % 10];
       pctx.beginPath();
       pctx.arc(toPx(uv[0]), toPy(uv[1]), 1.5, 0, 2 * Math.PI);
       pctx.fill();
@@ -293,7 +294,7 @@ function start() {
     var canvas = document.createElement('canvas');
     canvas.className = 'digit';
     canvas.dataset.index = i;
-    canvas.title = String(labels[i]);
+    canvas.title = labels ? String(labels[i]) : 'test image ' + i;
     sizeImage(canvas, 2 * W);
     draw(canvas, images.subarray(i * W * H, (i + 1) * W * H), true);
     canvas.addEventListener('click', function () { select(i); });
@@ -310,7 +311,7 @@ function start() {
   }
 
   // ---- interpolation between two test codes
-  var pick = codes.map(function (code, i) { return '<option value="' + i + '">' + i + ': digit ' + labels[i] + '</option>'; });
+  var pick = codes.map(function (code, i) { return '<option value="' + i + '">' + i + (labels ? ': digit ' + labels[i] : '') + '</option>'; });
   $('interp-a').innerHTML = $('interp-b').innerHTML = pick.join('');
   if (n > 1) $('interp-b').value = '1';
   function walk() {

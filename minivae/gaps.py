@@ -21,12 +21,11 @@ family cannot express, the second what one network for all x costs.
     Gaps, measure_gaps all of it, per datapoint and averaged
 """
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from minivae.autograd import Tensor, no_grad
+from minivae.autograd import Tensor, frozen, no_grad
 from minivae.evaluate import importance_sampled_log_px
 from minivae.objectives import elbo, noise
 from minivae.optim import Adam, NonFiniteGradient
@@ -56,21 +55,6 @@ class LocalPosterior:
             raise ValueError(f"local posterior: {len(self.mu)} rows of (mu, logvar), but x has "
                              f"{len(x)} rows; expected the datapoints they were fitted to")
         return self.mu, self.logvar
-
-
-@contextmanager
-def _frozen(model):
-    """Within this block no parameter of `model` takes a gradient: backward
-    leaves its .grad alone and skips the decoder's weight gradients.  Each
-    parameter's requires_grad is restored on the way out."""
-    flags = {name: p.requires_grad for name, p in model.params.items()}
-    for p in model.params.values():
-        p.requires_grad = False
-    try:
-        yield
-    finally:
-        for name, p in model.params.items():
-            p.requires_grad = flags[name]
 
 
 def _check_model(model):
@@ -106,7 +90,8 @@ def optimize_locally(model, x, rng, steps=500, samples=10, lr=1e-2, estimator="B
     local = LocalPosterior(model, mu, logvar)
     optimizer = Adam({"mu": mu, "logvar": logvar}, lr=lr)
     trace = np.empty((steps, len(x)))
-    with _frozen(model), np.errstate(all="ignore"):   # non-finite values are caught below
+    # no parameter takes a gradient; non-finite values are caught below
+    with frozen(model.params.values()), np.errstate(all="ignore"):
         for t in range(steps):
             optimizer.lr = lr * (1 - t / steps)   # falling to 0: the noise averages out
             value = elbo(local, x, noise(model, samples, x, rng), estimator)   # (N,)

@@ -22,10 +22,16 @@ from minivae.distributions import bernoulli_log_prob, gaussian_log_prob
 from minivae.ops import add, sigmoid, softplus
 
 VARIANCES = ("output", "pixel", "scalar")
+MEANS = ("identity", "sigmoid")
 
 
 class Likelihood:
-    """What every p(x|z) shares: by default no parameters beside the decoder's."""
+    """What every p(x|z) shares: by default no parameters beside the decoder's.
+
+    `output` names the function that turns the first head into E[x|z]
+    ('identity' or 'sigmoid'), for code that recomputes the decoder outside
+    the graph (the explorer page, `explore`)."""
+    output = "identity"
 
     def parameters(self, x_dim, dtype):
         """p(x|z)'s own parameters, name -> initial array: none."""
@@ -36,6 +42,7 @@ class Bernoulli(Likelihood):
     """p(x|z) = prod_d y_d^x_d (1 - y_d)^(1 - x_d), y = sigmoid(logits)  (Appendix C.1)."""
     name = "bernoulli"
     heads = ("logits",)
+    output = "sigmoid"
     pixels = "binary"
     error_unit = "nats (cross-entropy)"
 
@@ -69,6 +76,14 @@ class Gaussian(Likelihood):
     The shared ones are parameters named 'logvar' (`parameters`), starting at 0
     (variance 1) and passed to `log_prob` after mu: outputs = (mu, logvar).
 
+    What the mean is, `mean`:
+      'identity'  mu is the decoder's output itself (Appendix C.2);
+      'sigmoid'   mu = sigmoid(a), a the decoder's output, so that mu lies in
+                  (0, 1): the paper's Frey Face decoder, whose "means were
+                  constrained to the interval (0, 1) using a sigmoidal
+                  activation function at the decoder output" (section 5).
+    The head keeps the name 'mu' either way; with 'sigmoid' it holds a.
+
     `logvar_floor` (None: no floor) bounds the log-variance from below as
         logvar = floor + softplus(raw - floor),
     smoothly: raw >> floor is left nearly unchanged, raw -> -inf tends to the
@@ -80,15 +95,18 @@ class Gaussian(Likelihood):
     pixels = "continuous"
     error_unit = "(sum of squares)"
 
-    def __init__(self, variance="output", logvar_floor=None, where="gaussian decoder"):
+    def __init__(self, variance="output", logvar_floor=None, where="gaussian decoder",
+                 mean="identity"):
         if variance not in VARIANCES:
             raise ValueError(f"{where}: unknown variance {variance!r}; expected one of "
                              f"{VARIANCES}")
+        if mean not in MEANS:
+            raise ValueError(f"{where}: unknown mean {mean!r}; expected one of {MEANS}")
         if logvar_floor is not None and (isinstance(logvar_floor, bool) or not (
                 isinstance(logvar_floor, (int, float)) and math.isfinite(logvar_floor))):
             raise ValueError(f"{where}: logvar_floor must be a finite number or None, "
                              f"got {logvar_floor!r}")
-        self.variance, self.logvar_floor = variance, logvar_floor
+        self.variance, self.logvar_floor, self.output = variance, logvar_floor, mean
         self.heads = ("mu", "logvar") if variance == "output" else ("mu",)
 
     def parameters(self, x_dim, dtype):
@@ -106,8 +124,8 @@ class Gaussian(Likelihood):
         return self.logvar_floor + softplus(logvar - self.logvar_floor)
 
     def log_prob(self, x, outputs):
-        """log p(x|z) per row: x (B, D), outputs (mu, logvar) -> (B,)."""
-        mu, logvar = outputs[0], self.logvar(outputs)
+        """log p(x|z) per row: x (B, D), outputs (mu head, logvar) -> (B,)."""
+        mu, logvar = self.mean(outputs), self.logvar(outputs)
         if logvar.shape != mu.shape:
             # a shared logvar, the same for every row: broadcast it to (B, D); add's
             # derivative sums the rows' gradients back into the one parameter
@@ -115,18 +133,18 @@ class Gaussian(Likelihood):
         return gaussian_log_prob(x, mu, logvar)
 
     def mean(self, outputs):
-        """E[x|z] = mu, (B, D)."""
-        return outputs[0]
+        """E[x|z] = mu, (B, D): the mu head, or sigmoid of it for mean='sigmoid'."""
+        return sigmoid(outputs[0]) if self.output == "sigmoid" else outputs[0]
 
     def sample(self, outputs, rng):
         """x = mu + exp(logvar / 2) eps with eps ~ N(0, I): an array (B, D)."""
-        mu, logvar = outputs[0].data, self.logvar(outputs).data
+        mu, logvar = self.mean(outputs).data, self.logvar(outputs).data
         eps = rng.standard_normal(mu.shape, dtype=mu.dtype)
         return mu + np.exp(logvar / 2) * eps
 
     def error(self, x, outputs):
         """The sum of squares sum_d (x_d - mu_d)^2 per row, (B,) array (no graph)."""
-        return _sum_of_squares(x, outputs[0].data)
+        return _sum_of_squares(x, self.mean(outputs).data)
 
 
 class SumOfSquares(Likelihood):
@@ -167,17 +185,17 @@ def _sum_of_squares(x, y):
 LIKELIHOODS = {"bernoulli": Bernoulli(), "gaussian": Gaussian(), "squared": SumOfSquares()}
 
 
-def likelihood(name, where, variance="output", logvar_floor=None):
-    """The likelihood `name`, with the Gaussian's `variance` and `logvar_floor`
-    (see `Gaussian`); a ValueError naming `where` for an unknown name, or for
-    those options given to a decoder other than the Gaussian."""
+def likelihood(name, where, variance="output", logvar_floor=None, mean="identity"):
+    """The likelihood `name`, with the Gaussian's `variance`, `logvar_floor` and
+    `mean` (see `Gaussian`); a ValueError naming `where` for an unknown name, or
+    for those options given to a decoder other than the Gaussian."""
     if name not in LIKELIHOODS:
         raise ValueError(f"{where}: unknown decoder {name!r}; expected one of "
                          f"{tuple(LIKELIHOODS)}")
     if name == "gaussian":
-        return Gaussian(variance, logvar_floor, where)
-    if variance != "output" or logvar_floor is not None:
-        raise ValueError(f"{where}: variance={variance!r} and logvar_floor={logvar_floor!r} "
-                         f"apply only to the gaussian decoder, not {name!r}; use variance="
-                         f"'output' and no floor")
+        return Gaussian(variance, logvar_floor, where, mean)
+    if variance != "output" or logvar_floor is not None or mean != "identity":
+        raise ValueError(f"{where}: variance={variance!r}, logvar_floor={logvar_floor!r} and "
+                         f"mean={mean!r} apply only to the gaussian decoder, not {name!r}; use "
+                         f"variance='output', no floor and mean='identity'")
     return LIKELIHOODS[name]

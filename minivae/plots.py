@@ -98,10 +98,11 @@ def manifold(model, path, n=20, grid="normal", image_shape=(28, 28)):
 
 def latent_scatter(model, x, labels, path, title=None):
     """The encoder means mu of x (B, D), one dot per image, coloured by its
-    class labels (B,) in 0..9.  For latent > 2, mu is projected onto its top
-    two principal components, and the title says so."""
-    labels = np.asarray(labels)
-    if len(labels) != len(x):
+    class labels (B,) in 0..9, or all in one colour for labels None (a data set
+    without labels).  For latent > 2, mu is projected onto its top two
+    principal components, and the title says so."""
+    labels = None if labels is None else np.asarray(labels)
+    if labels is not None and len(labels) != len(x):
         raise ValueError(f"latent_scatter: {len(x)} images but {len(labels)} labels")
     mu = codes(model, x, labels)
     points, projection = _to_2d(mu, mu)
@@ -235,11 +236,12 @@ def latent_animation(snapshots, labels, path, fps=2):
     """An animated GIF of the latent scatter over training, one frame per
     (epoch, mu) snapshot, mu (n, 2) or (n, J).  For J > 2 every frame is
     projected onto the top two principal components of the last snapshot.
-    Axis limits are the same in every frame, so motion is real motion."""
+    Dots are coloured by labels (n,), or all alike for labels None.  Axis
+    limits are the same in every frame, so motion is real motion."""
     if not snapshots:
         raise ValueError("latent_animation: no snapshots given")
-    labels = np.asarray(labels)
-    shape = (len(labels), np.shape(snapshots[0][1])[-1])
+    labels = None if labels is None else np.asarray(labels)
+    shape = (len(snapshots[0][1] if labels is None else labels), np.shape(snapshots[0][1])[-1])
     last = np.asarray(snapshots[-1][1])
     frames = []
     for epoch, mu in snapshots:
@@ -373,10 +375,13 @@ def _to_2d(mu, fit_on):
 
 def _scatter(ax, points, labels, projection):
     """Dots coloured by class (tab10), a legend of the classes to the right,
-    and axes named z_1, z_2 or, for a projection, PC 1, PC 2."""
-    dots = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5,
-                      s=8, alpha=0.8, linewidths=0)
-    ax.legend(*dots.legend_elements(), title="class", loc="center left", bbox_to_anchor=(1, 0.5))
+    and axes named z_1, z_2 or, for a projection, PC 1, PC 2; labels None
+    (no classes) draws every dot in one colour, with no legend."""
+    colour = {} if labels is None else dict(c=labels, cmap="tab10", vmin=-0.5, vmax=9.5)
+    dots = ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.8, linewidths=0, **colour)
+    if labels is not None:
+        ax.legend(*dots.legend_elements(), title="class", loc="center left",
+                  bbox_to_anchor=(1, 0.5))
     ax.set(xlabel="PC 1" if projection else "$z_1$", ylabel="PC 2" if projection else "$z_2$")
     return dots
 

@@ -26,6 +26,7 @@ from minivae.activity import active_units, collapse_warning
 from minivae.algorithms import NonFiniteObjective
 from minivae.checkpoint import save_checkpoint
 from minivae.config import Config
+from minivae.datasets import load_dataset
 from minivae.evaluate import log_likelihood, mean_measures, reconstruction_error
 from minivae.runs import RunDir
 
@@ -114,11 +115,11 @@ class Run:
         return self.algorithm.objective
 
     def step(self, idx):
-        """One AEVB step on the training images idx; returns what the objective
-        reports per datapoint, {name: (B,) array}."""
+        """One step of the learning rule (Algorithm 1's, by default) on the training
+        images idx; returns what it reports per datapoint, {name: (B,) array}."""
         x = self.inputs.train_batch(idx, self.rng)
         try:
-            return self.algorithm.step(x, self.rng)
+            return self.algorithm.step(x, self.rng, rows=idx)
         except NonFiniteObjective as err:
             raise TrainingError(f"{err.what} at step {err.step} (epoch "
                                 f"{self.position['epoch'] + 1}); {err.cause}; training stopped, "
@@ -304,7 +305,7 @@ def train(config, out, resume=None, progress=True, log=print, on_epoch=None, max
     elif run_dir.checkpoint.exists():
         raise ValueError(f"{run_dir.path} already holds a run; continue it with --resume "
                          f"{run_dir.path}, or choose another --out")
-    dataset = data.load_mnist(config.data.data)
+    dataset = load_dataset(config.data.data)
     if config.data.train_size is not None:
         dataset = dataset.first_training_images(config.data.train_size)
     run = Run(config, dataset, run_dir, trained)

@@ -20,7 +20,7 @@ settings.register_profile("dev", max_examples=60, deadline=None, derandomize=Fal
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
-def _write_idx(path, array):
+def write_idx(path, array):
     """A raw (uncompressed) uint8 IDX file: 0, 0, type 0x08, ndim, big-endian dims."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
@@ -34,6 +34,6 @@ def data_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny_mnist")
     for split, images, labels, n in (("train", mnist.train_images, mnist.train_labels, 300),
                                      ("t10k", mnist.test_images, mnist.test_labels, 100)):
-        _write_idx(directory / f"{split}-images-idx3-ubyte", images[:n].reshape(n, 28, 28))
-        _write_idx(directory / f"{split}-labels-idx1-ubyte", labels[:n])
+        write_idx(directory / f"{split}-images-idx3-ubyte", images[:n].reshape(n, 28, 28))
+        write_idx(directory / f"{split}-labels-idx1-ubyte", labels[:n])
     return directory

@@ -13,7 +13,8 @@ import pytest
 
 from minivae.checkpoint import load_checkpoint
 from minivae.cli import main
-from minivae.config import Config, check_applies
+from minivae.applies import check_applies
+from minivae.config import Config
 from minivae.data import Inputs, bits_per_dim, dequantize, load_mnist, one_hot
 from minivae.distributions import gaussian_kl
 from minivae.evaluate import importance_sampled_log_px

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from test_frey import mat_file, random_faces
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "examples"
 NUMBER = r"-?\d+\.\d+(?:e[-+]\d+)?"
@@ -235,6 +237,29 @@ def check_learned_variance(stdout, out):
     assert len(bits) == 3 and all(0 < b < 16 for b in bits), stdout
 
 
+def check_mcem(stdout, out):
+    epochs = re.findall(rf"^epoch +(\d+)  acceptance ({NUMBER})  step size ({NUMBER})  "
+                        rf"log p\(x, z\) +({NUMBER})  test ELBO +({NUMBER}) nats$", stdout, re.M)
+    assert [e[0] for e in epochs] == ["2"], stdout
+    for _, acceptance, step_size, log_joint, bound in epochs:
+        assert 0 <= float(acceptance) <= 1 and float(step_size) > 0
+        assert -1000 < float(log_joint) < 0 and -1000 < float(bound) < 0
+    log_px = re.search(rf"^log p\(x\), K=100, .* 100 test images: ({NUMBER}) nats$", stdout,
+                       re.M)
+    assert log_px and float(epochs[-1][4]) - 1 < float(log_px.group(1)) < 0, stdout
+
+
+def check_wake_sleep(stdout, out):
+    bounds = dict(re.findall(rf"^(AEVB|wake-sleep) +({NUMBER})$", stdout, re.M))
+    assert bounds.keys() == {"AEVB", "wake-sleep"}, stdout
+    assert all(-550 < float(b) < 0 for b in bounds.values()), stdout
+
+
+def check_frey_face(stdout, out):
+    assert re.search(rf"^epoch 1  test ELBO {NUMBER}", stdout, re.M), stdout
+    check_png(out, "manifold.png", stdout)
+
+
 # name -> (tiny flags, check(stdout, out_dir)); "{out}" is replaced by a temporary directory
 EXAMPLES = {
     "train_mnist": (["--epochs", "1", "--train-images", "500"], check_train_mnist),
@@ -271,6 +296,12 @@ EXAMPLES = {
                          check_amortization_gap),
     "posterior_families": (["--epochs", "1", "--train-images", "500", "--test-images", "100"],
                            check_posterior_families),
+    "wake_sleep": (["--epochs", "1", "--train-images", "500", "--test-images", "200",
+                    "--hidden", "50"], check_wake_sleep),
+    "mcem": (["--epochs", "2", "--train-images", "200", "--test-images", "100"], check_mcem),
+    # {frey}: a synthetic frey_rawface.mat written for the test (tests/test_frey.py)
+    "frey_face": (["{frey}", "--epochs", "1", "--hidden", "20", "--batch-size", "25",
+                   "--out", "{out}"], check_frey_face),
 }
 
 
@@ -302,9 +333,12 @@ def run_python(args, cwd):
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_example_runs_in_tiny_form_and_prints_its_results(name, tmp_path):
     flags, check = EXAMPLES[name]
-    out = tmp_path / "out"
-    result = run_python([str(EXAMPLES_DIR / f"{name}.py"),
-                         *[flag.replace("{out}", str(out)) for flag in flags]], tmp_path)
+    out, frey = tmp_path / "out", tmp_path / "frey_rawface.mat"
+    if "{frey}" in flags:
+        mat_file(frey, random_faces())
+    result = run_python([str(EXAMPLES_DIR / f"{name}.py"), *[
+        flag.replace("{out}", str(out)).replace("{frey}", str(frey)) for flag in flags]],
+        tmp_path)
     assert result.returncode == 0, (f"examples/{name}.py exited with {result.returncode}\n"
                                     f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
     check(result.stdout, out)

@@ -54,7 +54,9 @@ def build(name, **options):
 
 
 CASES = [("vae", {}), ("vae", {"decoder": "gaussian"}), ("vae", {"activation": "relu"}),
-         ("vae", {"decoder": "gaussian", "variance": "scalar"}), ("cvae", {}),
+         ("vae", {"decoder": "gaussian", "variance": "scalar"}),
+         ("vae", {"decoder": "gaussian", "decoder_mean": "sigmoid"}),
+         ("cvae", {"decoder": "gaussian", "decoder_mean": "sigmoid"}), ("cvae", {}),
          ("ae", {}), ("ae", {"decoder": "bernoulli", "activation": "softplus"}),
          ("linear-ae", {}), ("sparse-ae", {}), ("denoising-ae", {}), ("masked-ae", {}),
          ("pca", {})]
@@ -185,7 +187,7 @@ def test_explore_writes_the_page_into_the_run_and_says_so(run_dir, data_dir, cap
     # the tiny test set is smaller than --points 1000: all of it on the plane, 20 in the strip
     size = len(load_mnist(data_dir).test_images)
     assert size < 1000
-    assert f"wrote {run_dir / 'explorer.html'}" in out and "20 test digits" in out
+    assert f"wrote {run_dir / 'explorer.html'}" in out and "20 test images" in out
     assert f"{size} on the plane" in out
     html = (run_dir / "explorer.html").read_text()
     data = json.loads(re.search(r'type="application/json">(.*?)</script>', html, re.S)[1])

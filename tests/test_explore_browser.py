@@ -2,8 +2,8 @@
 
 tests/test_explore.py checks the page's data in numpy; only a browser can
 check what a person sees.  Here the page written for small trained models
-(a 2-D VAE, a 5-D VAE, a conditional VAE, an autoencoder and a 784-500-20
-VAE) is opened from disk and driven through its own controls: real pointer
+(a 2-D VAE, a 5-D VAE, a conditional VAE, an autoencoder, a 784-500-20
+VAE and a Frey Face VAE, whose faces have no labels) is opened from disk and driven through its own controls: real pointer
 clicks on the latent plane, the sliders' and the interpolation's input
 events, clicks on test digits, the class menu.  After each action the pixels
 of canvas#output must be minivae's own decode_mean of the page's z, rounded
@@ -337,3 +337,20 @@ def test_the_784_500_20_decoder_decodes_right_and_reports_its_time(browser, data
     assert isinstance(ms, (int, float)) and ms >= 0, ms   # the page times what it shows
     record_property("decode_ms", ms)
     print(f"\nexplorer: a decode of the 784-500-20 VAE took {ms:.3f} ms (median)")
+
+
+def test_a_frey_face_page_without_labels_decodes_sigmoid_means(browser, tmp_path_factory):
+    from tests.test_frey import mat_file, random_faces
+    path = mat_file(tmp_path_factory.mktemp("frey") / "ff.mat", random_faces())
+    faces = explored(f"frey:{path}", tmp_path_factory, "frey", "--latent", "2", "--decoder",
+                     "gaussian", "--decoder-mean", "sigmoid", "--hidden", "64", "--epochs", "2",
+                     "--batch-size", "25", "--k", "3", "--no-progress", "--no-figures")
+    data = load(browser, faces)
+    assert data["test"]["labels"] is None and data["decoder"]["output"] == "sigmoid"
+    assert browser.find_element(By.ID, "legend").text == ""
+    digit = browser.find_element(By.CSS_SELECTOR, 'canvas.digit[data-index="2"]')
+    assert digit.get_attribute("title") == "test image 2"
+    digit.click()
+    assert canvas_grey(browser, "original").shape == (28, 20)
+    assert_output_is_decode(browser, faces.model, canvas="recon")
+    assert_output_is_decode(browser, faces.model)

@@ -284,8 +284,8 @@ def test_a_diverging_epoch_end_never_saves_non_finite_parameters(data_dir, tmp_p
     from minivae.algorithms import GradientAscent
     real = GradientAscent.step
 
-    def poisoning_last_step(self, x, rng):
-        values = real(self, x, rng)
+    def poisoning_last_step(self, x, rng, rows=None):
+        values = real(self, x, rng, rows)
         if self.steps == 3:      # the last step of epoch 1 (300 images, batch 100)
             self.model.params["encoder.mu.b"].data[0] = np.inf
         return values

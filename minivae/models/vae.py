@@ -26,24 +26,26 @@ class VAE:
     mirrors them); `decoder` names the likelihood, 'bernoulli' (the
     default), 'gaussian' or 'squared'.  Parameters start as N(0, 0.01^2) like the paper
     (`init="normal"`) or Glorot uniform with zero biases (`init="xavier"`).
-    A Gaussian decoder's `variance` and `logvar_floor` are `likelihoods.Gaussian`'s;
-    a shared log-variance is the parameter 'decoder.logvar', (D,) or (1,), starting at 0.
+    A Gaussian decoder's `variance`, `logvar_floor` and `decoder_mean` ('identity', or
+    'sigmoid' for means in (0, 1), the paper's Frey Face decoder) are
+    `likelihoods.Gaussian`'s variance, logvar_floor and mean; a shared log-variance is
+    the parameter 'decoder.logvar', (D,) or (1,), starting at 0.
     """
     has_prior = True
     classes = 0    # C, the size of a one-hot condition y appended to x and z (`cvae`)
     options = ("latent", "hidden", "decoder", "activation", "init", "variance", "logvar_floor",
-               "posterior")
+               "decoder_mean", "posterior")
     default_decoder = "bernoulli"
 
     def __init__(self, x_dim=784, hidden=(500,), latent=20, decoder=None,
                  activation="tanh", init="normal", variance="output", logvar_floor=None,
-                 posterior="gaussian", dtype=np.float32, rng=None):
+                 decoder_mean="identity", posterior="gaussian", dtype=np.float32, rng=None):
         if posterior not in POSTERIORS:
             raise ValueError(f"VAE: unknown posterior {posterior!r}; expected one of "
                              f"{', '.join(POSTERIORS)}")
         self.q = POSTERIORS[posterior]
         self.likelihood = likelihood(decoder or self.default_decoder, "VAE", variance,
-                                     logvar_floor)
+                                     logvar_floor, decoder_mean)
         self.x_dim, self.hidden, self.latent = x_dim, tuple(hidden), latent
         self.dtype = checked_dtype(dtype, "VAE")
         rng = np.random.default_rng() if rng is None else rng
@@ -83,7 +85,8 @@ class VAE:
         return self.decode(self.code(x))
 
     def decode_mean(self, z):
-        """E[x|z], the decoder's mean: sigmoid(logits) or mu, (B, J) -> (B, D)."""
+        """E[x|z], the decoder's mean: sigmoid(logits), mu or sigmoid(mu head),
+        (B, J) -> (B, D)."""
         return self.likelihood.mean(self.decode(z))
 
     def log_px_given_z(self, x, z):
