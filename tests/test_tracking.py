@@ -12,19 +12,11 @@ from minivae.cli import main
 from minivae.evaluate import log_likelihood, mean_elbo
 from minivae.runs import RunDir
 from minivae.train import passes_track_point
+from tests.conftest import run_cli as run
 
 TINY = ["--latent", "2", "--hidden", "8", "--batch-size", "50", "--k", "3", "--no-progress"]
 POINTS = sorted(m * 10 ** e for m in (1, 2, 5) for e in range(13))
 
-
-def run(argv, capsys):
-    """(exit code, stdout, stderr) of `minivae argv`."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def rows(run_dir):
