@@ -4,7 +4,7 @@ e.g. --mask-ratio with --model vae, or --estimator with --algorithm
 wake-sleep.  The fields and their own checks live in `config`."""
 from dataclasses import fields
 
-from minivae.config import ALGORITHMS, ModelConfig, OptimizerConfig, fields_of
+from minivae.config import ALGORITHMS, ModelConfig, OptimizerConfig, default, fields_of
 from minivae.datasets import is_frey
 from minivae.likelihoods import LIKELIHOODS
 from minivae.models import MODELS
@@ -51,6 +51,10 @@ def check_applies(given):
         if BOUND_OF.get(name, bound) != bound:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to --objective "
                              f"{bound}; it applies to --objective {BOUND_OF[name]}")
+    size, batch = given.get("train_size"), given.get("batch_size", default("batch_size"))
+    if isinstance(size, int) and isinstance(batch, int) and 0 < size < batch:
+        raise ValueError(f"--train-size {size} is smaller than a minibatch (--batch-size "
+                         f"{batch}); give a smaller --batch-size or more images")
     if "track_images" in given and not given.get("track_log_px"):
         raise ValueError("--track-images applies to tracking log p(x): give --track-log-px K "
                          "too")

@@ -309,6 +309,11 @@ def train(config, out, resume=None, progress=True, log=print, on_epoch=None, max
     if config.data.train_size is not None:
         dataset = dataset.first_training_images(config.data.train_size)
     run = Run(config, dataset, run_dir, trained)
+    scored = min(run.n, len(dataset.test_images))
+    if config.run.track_log_px and config.run.track_images > scored:
+        log(f"note: --track-images {config.run.track_images} is more than the data holds: "
+            f"log p(x) is tracked on {min(run.n, config.run.track_images)} training and "
+            f"{min(len(dataset.test_images), config.run.track_images)} test images")
     run_dir.remove_leftovers()
     run_dir.write_config(config)
     run_dir.write_metrics(run.rows)

@@ -22,21 +22,13 @@ import minivae.train
 from minivae.config import Config
 from minivae import plots
 from minivae.cli import main
+from tests.conftest import run_cli as run
 
 REPO = Path(__file__).resolve().parent.parent
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 TINY_FLAGS = ["--latent", "2", "--hidden", "8", "--epochs", "1", "--batch-size", "100",
               "--k", "3", "--no-progress"]
 
-
-def run(argv, capsys):
-    """(exit code, stdout, stderr) of `minivae argv`, whether it returns or exits."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def number_after(label, text):

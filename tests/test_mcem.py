@@ -13,13 +13,13 @@ import pytest
 
 from minivae.algorithms import NonFiniteObjective
 from minivae.autograd import Tensor
-from minivae.cli import main
 from minivae.checkpoint import load_checkpoint, restore_params, save_checkpoint
 from minivae.hmc import adapt_step_size, hmc_step, log_joint_grad
 from minivae.mcem import STEP_SIZE, MonteCarloEM
 from minivae.models.vae import VAE
 from minivae.objectives import elbo, noise
 from minivae.optim import Adagrad
+from tests.conftest import run_cli as cli
 
 N = 10
 LR, WEIGHT_DECAY = 0.1, 0.1
@@ -218,15 +218,6 @@ def test_float32_works():
 TINY = ["--algorithm", "mcem", "--latent", "2", "--hidden", "8", "--batch-size", "50",
         "--k", "3", "--no-progress", "--no-figures", "--binarize", "static"]
 
-
-def cli(argv, capsys):
-    """(exit code, stdout, stderr) of `minivae argv`."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_train_resumes_bit_for_bit_and_evaluate_scores_the_run(data_dir, tmp_path, capsys):

@@ -20,10 +20,10 @@ import pytest
 from tqdm import tqdm as real_tqdm
 
 import minivae.train
-from minivae import data, paper_figures, plots
+from minivae import paper_figures, plots
 from minivae.arguments import parser
 from minivae.cli import main
-from tests.conftest import write_idx
+from tests.conftest import run_cli as run, write_mnist
 from tests.test_frey import mat_file, random_faces
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,15 +37,6 @@ def frey_file(tmp_path_factory):
     return mat_file(tmp_path_factory.mktemp("frey") / "frey_rawface.mat",
                     random_faces(n=400), compressed=True)
 
-
-def run(argv, capsys):
-    """(exit code, stdout, stderr) of `minivae argv`, whether it returns or exits."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def commands(argv, capsys):
@@ -402,13 +393,7 @@ def test_curves_draw_minivae_as_lines_and_the_paper_as_markers_of_the_same_colou
 @pytest.fixture(scope="module")
 def mnist_1000(tmp_path_factory):
     """An MNIST directory of the first 1,000 training and 100 test images."""
-    mnist = data.load_mnist()
-    directory = tmp_path_factory.mktemp("mnist_1000")
-    for split, images, labels, n in (("train", mnist.train_images, mnist.train_labels, 1000),
-                                     ("t10k", mnist.test_images, mnist.test_labels, 100)):
-        write_idx(directory / f"{split}-images-idx3-ubyte", images[:n].reshape(n, 28, 28))
-        write_idx(directory / f"{split}-labels-idx1-ubyte", labels[:n])
-    return directory
+    return write_mnist(tmp_path_factory.mktemp("mnist_1000"), 1000, 100)
 
 
 def test_fig3_trains_aevb_wake_sleep_and_mcem_on_1000_points_and_tracks_log_px(

@@ -12,19 +12,11 @@ from minivae.cli import main
 from minivae.evaluate import log_likelihood, mean_elbo
 from minivae.runs import RunDir
 from minivae.train import passes_track_point
+from tests.conftest import run_cli as run
 
 TINY = ["--latent", "2", "--hidden", "8", "--batch-size", "50", "--k", "3", "--no-progress"]
 POINTS = sorted(m * 10 ** e for m in (1, 2, 5) for e in range(13))
 
-
-def run(argv, capsys):
-    """(exit code, stdout, stderr) of `minivae argv`."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def rows(run_dir):
@@ -70,6 +62,7 @@ def test_a_train_size_beyond_the_data_is_one_line(data_dir, tmp_path, capsys):
     (["--model", "ae", "--track-log-px", "5"], "has none"),
     (["--track-log-px", "-1"], "--track-log-px"),
     (["--train-size", "0"], "--train-size"),
+    (["--train-size", "40"], "--train-size 40 is smaller than a minibatch (--batch-size 50)"),
 ])
 def test_bad_tracking_flags_are_one_line_usage_errors(data_dir, tmp_path, capsys, flags, says):
     code, out, err = run(["train", "--data", data_dir, "--out", tmp_path / "run", *flags,
@@ -87,6 +80,15 @@ def tracked(data_dir, tmp_path_factory):
                                   "--track-images", "50", *TINY]])
     assert code == 0
     return out
+
+
+def test_tracking_more_images_than_the_data_holds_says_how_many_are_scored(
+        data_dir, tmp_path, capsys):
+    code, out, err = run(["train", "--data", data_dir, "--out", tmp_path / "run", "--epochs",
+                          "1", "--train-size", "200", "--track-log-px", "5", *TINY], capsys)
+    assert code == 0, err
+    assert ("note: --track-images 1000 is more than the data holds: log p(x) is tracked on "
+            "200 training and 100 test images") in out
 
 
 def test_log_px_is_tracked_where_a_point_is_passed_and_at_the_last_epoch(tracked):

@@ -45,13 +45,23 @@ class Recorder(Optimizer):
         self.seen[name] = g.copy()
 
 
-def small_vae(seed=0):
-    return VAE(x_dim=6, hidden=(5,), latent=2, dtype=np.float64,
-               rng=np.random.default_rng(seed))
+def small_vae(seed=0, decoder="bernoulli"):
+    """A 6-5-2 VAE in float64; decoder 'gaussian' learns one variance per pixel
+    ('decoder.logvar', a generative parameter the wake phase must reach)."""
+    extra = {"variance": "pixel"} if decoder == "gaussian" else {}
+    return VAE(x_dim=6, hidden=(5,), latent=2, dtype=np.float64, decoder=decoder,
+               rng=np.random.default_rng(seed), **extra)
 
 
 def binary_x(seed=1, rows=4):
     return (np.random.default_rng(seed).random((rows, 6)) < 0.5).astype(np.float64)
+
+
+def data_for(decoder, seed=1, rows=4):
+    """Binary pixels for the Bernoulli decoder, intensities in (0, 1) for the Gaussian."""
+    if decoder == "bernoulli":
+        return binary_x(seed, rows)
+    return np.random.default_rng(seed).uniform(0.05, 0.95, (rows, 6))
 
 
 def central_differences(model, names, f, h=1e-6):
@@ -87,8 +97,9 @@ def assert_same_gradients(seen, expected):
 
 # ---------------------------------------------------------------- the two phases
 
-def test_wake_ascends_mean_log_p_x_z_in_theta_with_z_held_fixed():
-    model, x = small_vae(), binary_x()
+@pytest.mark.parametrize("decoder", ["bernoulli", "gaussian"])
+def test_wake_ascends_mean_log_p_x_z_in_theta_with_z_held_fixed(decoder):
+    model, x = small_vae(decoder=decoder), data_for(decoder)
     learner = WakeSleep(model, Recorder)
     learner.step(x, np.random.default_rng(7))
     z = wake_sample(model, x, np.random.default_rng(7))
@@ -99,14 +110,19 @@ def test_wake_ascends_mean_log_p_x_z_in_theta_with_z_held_fixed():
                           central_differences(model, model.generative, mean_log_joint))
 
 
-def test_sleep_ascends_mean_log_q_z_given_x_in_phi_on_the_dream():
-    model, x = small_vae(), binary_x()
+@pytest.mark.parametrize("decoder", ["bernoulli", "gaussian"])
+def test_sleep_ascends_mean_log_q_z_given_x_in_phi_on_the_dream(decoder):
+    model, x = small_vae(decoder=decoder), data_for(decoder)
     learner = WakeSleep(model, Recorder)
     learner.step(x, np.random.default_rng(7))
     rng = np.random.default_rng(7)
     wake_sample(model, x, rng)                       # the wake phase's draws come first
     z, dreamed = learner.dream(len(x), rng)
-    assert z.shape == (4, 2) and dreamed.shape == (4, 6) and set(np.unique(dreamed)) <= {0, 1}
+    assert z.shape == (4, 2) and dreamed.shape == (4, 6)
+    if decoder == "bernoulli":
+        assert set(np.unique(dreamed)) <= {0, 1}
+    else:   # continuous dreams: x ~ N(mu, sigma^2), no two pixels alike
+        assert len(np.unique(dreamed)) == dreamed.size
 
     def mean_log_q():
         return float(np.mean(model.q.log_prob(z, *model.posterior(dreamed)).data))
