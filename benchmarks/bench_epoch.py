@@ -100,6 +100,7 @@ DRAM_BYTES = 64 * 2 ** 20  # an add of arrays this large streams from memory, no
 CONTENDER = "while True: pass"  # the competing CPU-bound process of the contention section
 OTHER_POLICIES = ("openblas", "serial")  # minivae's thread policies timed beside its default
 BUSY = 0.10  # share of the CPUs used by other processes above which timings are suspect
+PINNING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # set, they choose OpenBLAS's kernels
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 NEEDS_TORCH = ("bench_epoch.py compares minivae with PyTorch, which is not installed.\n"
                "Install it with:  pip install torch==2.13.0")
@@ -442,15 +443,27 @@ def numpy_blas():
         text = f"{blas['name']} {blas['version']}"
     except (KeyError, TypeError):
         text = "unknown BLAS"
-    openblas = threads.OpenBLAS.find()
+    from minivae.blas import PIECES, OpenBLAS
+    openblas = OpenBLAS.find()
     if openblas is None:
         return f"{text}; minivae's thread policy {threads.configured()} (no OpenBLAS: no effect)"
     policy = threads.configured()
     how = ("OpenBLAS's own threads" if policy == "openblas" else
            f"OpenBLAS on 1 thread, products of {threads.SPLIT_FLOPS:,} FLOP and more in "
-           f"{threads.PIECES} row blocks")
-    return (f"{text} (core {openblas.corename()}, {openblas.default_threads} threads); "
+           f"{PIECES} halves on Numba's threads ({numba_layer()})")
+    pinned = "".join(f", {v}={os.environ[v]} from the environment" for v in PINNING
+                     if v in os.environ)
+    return (f"{text} (core {openblas.corename()}{pinned}, {openblas.default_threads} threads); "
             f"minivae's thread policy {policy}: {how}")
+
+
+def numba_layer():
+    """The threading layer Numba runs parallel loops on (after its first one)."""
+    import numba
+    try:
+        return f"{numba.threading_layer()} threading layer"
+    except ValueError:
+        return "threading layer not started"
 
 
 def torch_blas(torch):

@@ -1,88 +1,46 @@
-"""Threads for the matmuls: the same split of the work on one core or on two.
+"""Where the work of a training step runs: on one core or two, with the same result.
 
-numpy's OpenBLAS splits a product among its threads by how many it has, so
-the same product rounds differently on 1 and on 2 threads (float32 and
-float64, tests/test_threads.py), and its idle threads spin: with another
-process busy on a 2-core machine, a training epoch took 3x as long
-(benchmarks/RESULTS.md).  So here OpenBLAS runs one thread, and a large
-product is cut into PIECES row blocks, always the same blocks for the same
-shapes.  The blocks run at once, one per thread (numpy lets go of the GIL
-inside BLAS), or one after another on the calling thread; never at once
-where OpenBLAS was started on one thread (OPENBLAS_NUM_THREADS=1 or
-OMP_NUM_THREADS=1 keep minivae on one core, as before).  Either way each
-block is the same single-threaded BLAS call, so the numbers do not depend
-on how many cores did the work, and the policy may change that at any step:
+Two kinds of work can use both cores: a large matmul, cut into two fixed
+halves by `blas.split_matmul` (OpenBLAS itself on one thread), and the
+optimizer's elementwise updates.  Each is a Numba `prange` loop with a
+one-core twin (`numba_cache.one_core`), the same loop without threads;
+`spread()` says which one runs.  The halves are the same gemm calls either
+way, and an update has nothing to add up, so the numbers a run computes do
+not depend on it, and the policy may change it at any step:
 
 - "adaptive" (the default): at most every CHECK_SECONDS, `tick` looks at
   the CPU time other processes used since its last look (/proc/stat's busy
-  time less this process's own): blocks in sequence while they keep a core
-  busy that the blocks would need, at once when it is free again;
-- "parallel": always at once; "serial": always in sequence (one core);
-- "openblas": no split, OpenBLAS's own threads, as before this module
-  (numbers that differ from the others' in the last bits).
+  time less this process's own): one core while they keep busy a core the
+  halves would need, two when it is free again;
+- "parallel": always two; "serial": always one;
+- "openblas": no halves, OpenBLAS's own threads as numpy started it
+  (numbers that differ from the others' in the last bits: OpenBLAS splits
+  a product by its thread count) and the updates on one core, so that no
+  thread of Numba's waits for work on a core OpenBLAS's need.
 
 The environment variable MINIVAE_THREADS chooses it; `set_policy` changes
-it in a running process.  Where Linux's pieces are missing, nothing breaks:
-without /proc/stat "adaptive" stays parallel, and without OpenBLAS's thread
-setter (another BLAS) nothing is split and BLAS keeps its own threads.
+it in a running process.  OPENBLAS_NUM_THREADS=1 (or OMP_NUM_THREADS=1, or
+NUMBA_NUM_THREADS=1) keeps minivae on one core, with the same halves.  A
+forked child runs on one core: GNU OpenMP, Numba's threads, does not
+survive a fork.  Where Linux's pieces are missing nothing breaks: without
+/proc/stat "adaptive" stays on two cores, and without OpenBLAS (another
+BLAS) products are plain `a @ b` on that BLAS's own threads.
 """
-import ctypes
-import functools
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
+from minivae import blas as _blas, numba_cache
+
+numba_cache.configure()   # before Numba is imported: where it may cache
+import numba  # noqa: E402
+
+_forked = False   # set in a forked child, where Numba's threads must not run
 
 POLICIES = ("adaptive", "parallel", "serial", "openblas")
 DEFAULT = "adaptive"
-PIECES = 2                # row blocks of a split product; fixed, so results do not depend on cores
-SPLIT_FLOPS = 10_000_000  # below this, handing a block to a thread costs more than it saves
+SPLIT_FLOPS = 10_000_000  # below this a product is one call: halving it gains nothing
 CHECK_SECONDS = 0.25      # how often "adaptive" looks at the other processes' load
-BUSY, FREE = 0.4, 0.2     # CPUs of load (above what the blocks leave) to go serial / parallel
-SYMBOLS = (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "64_"),
-           ("openblas_", ""))
-
-
-class OpenBLAS:
-    """numpy's OpenBLAS, found among the libraries this process loaded: its
-    core type and its thread count, which can change at run time."""
-
-    def __init__(self, lib, prefix, suffix):
-        self._get = getattr(lib, f"{prefix}get_num_threads{suffix}")
-        self._set = getattr(lib, f"{prefix}set_num_threads{suffix}")
-        self._set.argtypes, self._set.restype = [ctypes.c_int], None
-        self._corename = getattr(lib, f"{prefix}get_corename{suffix}")
-        self._corename.restype = ctypes.c_char_p
-        self.default_threads = self.threads()
-
-    def threads(self):
-        return self._get()
-
-    def set_threads(self, n):
-        self._set(n)
-
-    def corename(self):
-        return self._corename().decode()
-
-    @staticmethod
-    @functools.cache
-    def find():
-        """The OpenBLAS numpy loaded, or None (another BLAS, or no /proc/self/maps);
-        one object per process, so that `default_threads` is the count numpy
-        started with, before any policy changed it."""
-        try:
-            with open("/proc/self/maps") as f:
-                paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
-        except OSError:
-            return None
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for prefix, suffix in SYMBOLS:
-                if all(hasattr(lib, f"{prefix}{what}{suffix}") for what in
-                       ("get_num_threads", "set_num_threads", "get_corename")):
-                    return OpenBLAS(lib, prefix, suffix)
-        return None
+BUSY, FREE = 0.4, 0.2     # CPUs of load (above what the halves leave) to go to one core / two
 
 
 class OtherLoad:
@@ -115,13 +73,20 @@ class OtherLoad:
 
 
 class Policy:
-    """Where matmuls run: one of POLICIES over numpy's OpenBLAS (`blas`,
-    None if not found: then every product is a plain `a @ b`)."""
+    """Where matmuls and updates run: one of POLICIES, over numpy's OpenBLAS
+    (`blas`, None if not found: then every product is a plain `a @ b`)."""
 
     def __init__(self, name, blas):
-        self.blas, self.pool, self.pool_pid, self.load = blas, None, None, None
+        self.blas, self.load = blas, None
         self.parallel, self.checked = True, time.perf_counter()
         self.use(name)
+
+    def cores(self):
+        """The most cores the halves may use: PIECES, unless OpenBLAS was
+        started on fewer threads or Numba has fewer, or in a forked child."""
+        started = self.blas.default_threads if self.blas is not None else _blas.PIECES
+        return 1 if _forked else max(1, min(_blas.PIECES, started,
+                                            numba.config.NUMBA_NUM_THREADS))
 
     def use(self, name):
         """Switch to policy `name`; for the split ones OpenBLAS runs one thread."""
@@ -138,45 +103,30 @@ class Policy:
                 self.load = None
             self.checked = time.perf_counter()
 
+    def spread(self):
+        """Whether the parallel loops run on two cores now (else their one-core twins)."""
+        return self.parallel and self.name != "openblas" and self.cores() > 1
+
     def splits(self, a, b):
-        """Whether a @ b is cut into blocks: shapes alone decide, never the load."""
+        """Whether a @ b is cut in halves: shapes and dtypes alone decide, never the load."""
         return (self.name != "openblas" and self.blas is not None and a.ndim == b.ndim == 2
-                and a.shape[0] >= PIECES and 2 * a.shape[0] * a.shape[1] * b.shape[1]
-                >= SPLIT_FLOPS)
+                and a.dtype == b.dtype and a.dtype in self.blas.gemm
+                and min(a.shape[0], b.shape[1]) >= _blas.PIECES and a.shape[1] >= 1
+                and 2 * a.shape[0] * a.shape[1] * b.shape[1] >= SPLIT_FLOPS)
 
     def matmul(self, a, b):
-        """a @ b, (n, k) @ (k, m) -> (n, m), in PIECES row blocks if `splits`."""
-        if not self.splits(a, b):
-            return a @ b
-        n = a.shape[0]
-        out = np.empty((n, b.shape[1]), np.result_type(a, b))
-        rows = [slice(n * i // PIECES, n * (i + 1) // PIECES) for i in range(PIECES)]
-
-        def block(r):
-            np.matmul(a[r], b, out=out[r])
-        if self.parallel and self.blas.default_threads > 1:
-            if self.pool_pid != os.getpid():   # none yet, or a fork's child: its threads stayed
-                self.pool = ThreadPoolExecutor(PIECES - 1, thread_name_prefix="minivae-matmul")
-                self.pool_pid = os.getpid()
-            others = [self.pool.submit(block, r) for r in rows[1:]]
-            block(rows[0])
-            for future in others:
-                future.result()
-        else:
-            for r in rows:
-                block(r)
-        return out
+        """a @ b, (n, k) @ (k, m) -> (n, m), in halves if `splits`."""
+        return _blas.split_matmul(self.blas, a, b, self.spread()) if self.splits(a, b) else a @ b
 
     def tick(self):
         """Between training steps: under "adaptive", at most every
-        CHECK_SECONDS, run the blocks in sequence while other processes
-        leave fewer free CPUs than blocks (with hysteresis), at once when
-        they leave enough again."""
+        CHECK_SECONDS, one core while other processes leave fewer free CPUs
+        than halves (with hysteresis), two when they leave enough again."""
         now = time.perf_counter()
         if self.name != "adaptive" or self.load is None or now - self.checked < CHECK_SECONDS:
             return
         others = self.load.cpus()
-        spare = os.cpu_count() - PIECES   # CPUs that others may use without slowing the blocks
+        spare = os.cpu_count() - _blas.PIECES   # CPUs others may use without slowing the halves
         if self.parallel and others > spare + BUSY:
             self.parallel = False
         elif not self.parallel and others < spare + FREE:
@@ -197,7 +147,7 @@ def policy():
     """The process's Policy, made on first use as `configured` says."""
     global _policy
     if _policy is None:
-        _policy = Policy(configured(), OpenBLAS.find())
+        _policy = Policy(configured(), _blas.OpenBLAS.find())
     return _policy
 
 
@@ -209,6 +159,20 @@ def set_policy(name):
 def matmul(a, b):
     """a @ b under the process's policy."""
     return policy().matmul(a, b)
+
+
+def spread():
+    """Whether the parallel loops run on two cores now, under the process's policy."""
+    return policy().spread()
+
+
+def _after_fork_in_child():
+    global _forked
+    _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def tick():
