@@ -315,7 +315,8 @@ def reparameterize_grad(sigma, eps, g, slope):
 # by `scale` (gradient clipping) and gets `weight_decay * theta` added (the
 # prior's gradient) inside the loop, so no temporary arrays are made.
 # Elements are independent, so each loop is a `prange` over both cores, or
-# its one-core twin, as `threads.spread()` says: the same result either way.
+# its one-core twin, as `threads.spread()` says (and always for parameters
+# under SPREAD_ELEMENTS): the same result either way.
 # The loops take flat arrays, float32 scalars for float32 parameters; the
 # functions the optimizers call make them from what they pass (Python floats).
 
@@ -329,8 +330,11 @@ def _flat(x):
     return x.reshape(-1)
 
 
-def _on_cores(loop, loop_one_core):
-    return loop if threads.spread() else loop_one_core
+SPREAD_ELEMENTS = 1 << 15   # smaller parameters update on one core: threads would cost more
+
+
+def _on_cores(loop, loop_one_core, theta):
+    return loop if theta.size >= SPREAD_ELEMENTS and threads.spread() else loop_one_core
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -346,7 +350,7 @@ _sgd_flat_one_core = one_core(_sgd_flat)
 def sgd_update(theta, g, velocity, lr, momentum, weight_decay, scale):
     """v <- momentum v + g';  theta <- theta - lr v,  with g' = scale g + wd theta."""
     d = theta.dtype.type
-    _on_cores(_sgd_flat, _sgd_flat_one_core)(
+    _on_cores(_sgd_flat, _sgd_flat_one_core, theta)(
         _flat(theta), g.ravel(), _flat(velocity), d(lr), d(momentum), d(weight_decay), d(scale))
 
 
@@ -364,7 +368,7 @@ _adagrad_flat_one_core = one_core(_adagrad_flat)
 def adagrad_update(theta, g, G, lr, eps, weight_decay, scale):
     """G <- G + g'^2;  theta <- theta - lr g' / (sqrt(G) + eps)."""
     d = theta.dtype.type
-    _on_cores(_adagrad_flat, _adagrad_flat_one_core)(
+    _on_cores(_adagrad_flat, _adagrad_flat_one_core, theta)(
         _flat(theta), g.ravel(), _flat(G), d(lr), d(eps), d(weight_decay), d(scale))
 
 
@@ -388,6 +392,6 @@ def adam_update(theta, g, m, v, lr, beta1, beta2, eps, step, weight_decay, scale
     d = theta.dtype.type
     step_size = d(lr / (1 - beta1 ** step))              # folds in m's bias correction
     v_correction = d(1 / math.sqrt(1 - beta2 ** step))   # sqrt(v^) = sqrt(v) * this
-    _on_cores(_adam_flat, _adam_flat_one_core)(
+    _on_cores(_adam_flat, _adam_flat_one_core, theta)(
         _flat(theta), g.ravel(), _flat(m), _flat(v), d(beta1), d(beta2), d(eps), step_size,
         v_correction, d(weight_decay), d(scale))

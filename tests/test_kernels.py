@@ -789,13 +789,13 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
     from numba.core.registry import CPUDispatcher
     from minivae import family_kernels as F, kernels as K
 
-    def on_cores(one, update):   # the loop threads.spread() chooses, whatever the machine
-        spread = K.threads.spread
-        K.threads.spread = lambda: not one
+    def on_cores(one, update):   # the loop kernels._on_cores chooses, whatever the machine
+        spread, smallest = K.threads.spread, K.SPREAD_ELEMENTS
+        K.threads.spread, K.SPREAD_ELEMENTS = (lambda: not one), 0
         try:
             update()
         finally:
-            K.threads.spread = spread
+            K.threads.spread, K.SPREAD_ELEMENTS = spread, smallest
 
     f = np.float32
     a, b, v = np.ones((3, 4), f), np.ones((4, 2), f), np.ones(3, f)

@@ -112,6 +112,7 @@ def test_which_products_are_split_depends_on_shapes_and_dtypes_only(restore_poli
 def test_the_optimizer_updates_are_bit_identical_on_one_core_or_two(update, slots, hyper, dtype,
                                                                   monkeypatch):
     rng = np.random.default_rng(1)
+    assert 513 * 77 >= kernels.SPREAD_ELEMENTS   # large enough for the prange loop
     start = [rng.standard_normal((513, 77)).astype(dtype) for _ in range(2)]
     start += [rng.random((513, 77)).astype(dtype) for _ in range(slots)]  # v and G are >= 0
     results = []
@@ -134,7 +135,7 @@ def test_a_forked_child_trains_on_one_core_with_the_same_numbers(restore_policy)
     forked child multiplies and updates on one core, with the same result."""
     threads.set_policy("parallel")
     a, b = step_products(100, 784, 500, np.float32)[0]
-    theta, g, G = (np.full(1000, v, np.float32) for v in (1.0, 0.5, 0.25))
+    theta, g, G = (np.full(1 << 16, v, np.float32) for v in (1.0, 0.5, 0.25))  # spread
     expected = threads.matmul(a, b)
     kernels.adagrad_update(theta.copy(), g, G.copy(), 0.02, 1e-8, 0.0, 1.0)
     pid = os.fork()
