@@ -57,7 +57,12 @@ jax.enable_x64(True): x64 is part of jit's cache key, so the float32 timings
 trace and run exactly as in a program that never enabled it.
 
 Run from the repository root; PyTorch is needed (pip install torch==2.13.0),
-JAX is optional (pip install "jax[cpu]"):
+JAX is optional (pip install "jax[cpu]").  Where the environment sets
+OPENBLAS_CORETYPE (some machines pin older kernels that way, and with them
+numpy's sgemm), unset it and OPENBLAS_L2_SIZE for the benchmark command
+alone, `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python
+benchmarks/bench_epoch.py`; the machine section prints the core type
+OpenBLAS runs and any such variable it found:
 
     PYTHONPATH=. python benchmarks/bench_epoch.py              # full run, minutes on 2 idle cores
     PYTHONPATH=. python benchmarks/bench_epoch.py --quick      # smoke test, 2-3 minutes
