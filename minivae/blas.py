@@ -76,9 +76,10 @@ class OpenBLAS:
         is the count numpy started with, before minivae changed it."""
         try:
             with open("/proc/self/maps") as f:
-                paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
+                paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
         except OSError:
             return None
+        paths = sorted(paths, key=lambda p: ("numpy" not in p, p))   # numpy's own first
         for path in paths:
             lib = ctypes.CDLL(path)
             for prefix, suffix, cblas in SYMBOLS:

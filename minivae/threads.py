@@ -19,13 +19,17 @@ not depend on it, and the policy may change it at any step:
   thread of Numba's waits for work on a core OpenBLAS's need.
 
 The environment variable MINIVAE_THREADS chooses it; `set_policy` changes
-it in a running process.  OPENBLAS_NUM_THREADS=1 (or OMP_NUM_THREADS=1, or
-NUMBA_NUM_THREADS=1) keeps minivae on one core, with the same halves.  A
-forked child runs on one core: GNU OpenMP, Numba's threads, does not
-survive a fork.  Where Linux's pieces are missing nothing breaks: without
-/proc/stat "adaptive" stays on two cores, and without OpenBLAS (another
-BLAS) products are plain `a @ b` on that BLAS's own threads.
+it in a running process.  One core, with the same halves: where OpenBLAS
+was started on one thread (OPENBLAS_NUM_THREADS=1 or OMP_NUM_THREADS=1),
+NUMBA_NUM_THREADS=1, a Numba without OpenMP or TBB (`native_threads`), and
+a forked child (GNU OpenMP, under Numba's threads, does not survive a
+fork).  Where Linux's pieces are missing nothing breaks: without /proc/stat
+"adaptive" stays on two cores, and without OpenBLAS (another BLAS) products
+are plain `a @ b` on that BLAS's own threads.  While minivae runs, numpy's
+OpenBLAS runs one thread for the whole process, except under "openblas".
 """
+import functools
+import importlib
 import os
 import time
 
@@ -72,6 +76,23 @@ class OtherLoad:
         self.start = self._read()
 
 
+@functools.cache
+def native_threads():
+    """Whether Numba's parallel loops run on OpenMP's or TBB's threads.  Its
+    fallback, the workqueue layer (where neither library is installed, or
+    NUMBA_THREADING_LAYER=workqueue), wakes its threads so slowly that two
+    cores lost to one: 6.8 ms an Adam step against 2.7 (benchmarks/RESULTS.md)."""
+    if numba.config.THREADING_LAYER == "workqueue":
+        return False
+    for layer in ("tbb", "omp"):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{layer}pool")
+            return True
+        except (ImportError, OSError):   # its library (libtbb, libgomp) is not installed
+            continue
+    return False
+
+
 class Policy:
     """Where matmuls and updates run: one of POLICIES, over numpy's OpenBLAS
     (`blas`, None if not found: then every product is a plain `a @ b`)."""
@@ -83,10 +104,12 @@ class Policy:
 
     def cores(self):
         """The most cores the halves may use: PIECES, unless OpenBLAS was
-        started on fewer threads or Numba has fewer, or in a forked child."""
+        started on fewer threads or Numba has fewer, or its threads would
+        not pay, or in a forked child."""
+        if _forked or not native_threads():
+            return 1
         started = self.blas.default_threads if self.blas is not None else _blas.PIECES
-        return 1 if _forked else max(1, min(_blas.PIECES, started,
-                                            numba.config.NUMBA_NUM_THREADS))
+        return max(1, min(_blas.PIECES, started, numba.config.NUMBA_NUM_THREADS))
 
     def use(self, name):
         """Switch to policy `name`; for the split ones OpenBLAS runs one thread."""

@@ -238,3 +238,20 @@ def test_a_run_switching_cores_every_step_equals_one_that_never_switches_bit_for
     assert steady.keys() == switching.keys() and any(k.startswith("param/") for k in steady)
     for key, array in steady.items():
         np.testing.assert_array_equal(switching[key], array, err_msg=key)
+
+
+def test_without_openmp_or_tbb_numba_s_threads_are_not_used(monkeypatch):
+    """Numba's fallback workqueue layer is slower on two cores than its
+    loops' one-core twins: without OpenMP or TBB, everything runs on one."""
+    monkeypatch.setattr(threads, "native_threads", lambda: False)
+    policy = threads.Policy("parallel", blas=None)
+    assert policy.cores() == 1 and not policy.spread()
+
+
+def test_native_threads_says_no_to_the_workqueue_layer(monkeypatch):
+    monkeypatch.setattr(threads.numba.config, "THREADING_LAYER", "workqueue")
+    threads.native_threads.cache_clear()
+    try:
+        assert threads.native_threads() is False
+    finally:
+        threads.native_threads.cache_clear()
