@@ -12,6 +12,15 @@ What it measures:
      with Adagrad: the median seconds of each framework, alternating in one
      process, and minivae's achieved matmul GFLOP/s against the sgemm peak
      of numpy (and of torch and JAX) measured in the same run;
+  2b. each epoch as a multiple of its floor: the epoch's matmul FLOPs at
+     numpy's sgemm peak plus the bytes the optimizer update moves (Adam
+     reads theta, g, m, v and writes theta, m, v: 7 arrays the size of the
+     parameters a step; Adagrad reads theta, g, G and writes theta, G: 5) at
+     the memory bandwidth, both measured in the same run (the bandwidth of
+     numpy's a = b + c on one thread, as minivae's update kernels run, on
+     arrays the size of the parameters: the update's arrays, a few MB each,
+     stay in the caches from step to step; a 64 MB add, DRAM's, is printed
+     beside it);
   3. the peak resident memory of a training epoch, each framework in a
      fresh process;
   4. the time to the first training step of a fresh process: minivae with a
@@ -19,7 +28,13 @@ What it measures:
      traces and compiles the jitted step: that time is in it, and only
      there: the timed epochs start after a warm-up that compiled it);
   5. a scaling table, batch x hidden width x latent size: time per sample
-     over a fixed number of steps.
+     over a fixed number of steps;
+  6. under contention: the first optimizer's epochs again, idle and with one
+     competing CPU-bound process (a Python busy loop), alternating in the
+     same rounds: each framework's slowdown, loaded median / idle median,
+     with minivae also under the thread policies it does not use by default
+     (minivae/threads.py: "openblas", its old behaviour, and "serial"), so
+     that the default's cost when idle and its gain under load show.
 
 All sides start from the same weights and see the same minibatches: the
 binarization and eps are drawn with numpy inside the timed loop for all,
@@ -42,17 +57,23 @@ jax.enable_x64(True): x64 is part of jit's cache key, so the float32 timings
 trace and run exactly as in a program that never enabled it.
 
 Run from the repository root; PyTorch is needed (pip install torch==2.13.0),
-JAX is optional (pip install "jax[cpu]"):
+JAX is optional (pip install "jax[cpu]").  Where the environment sets
+OPENBLAS_CORETYPE (some machines pin older kernels that way, and with them
+numpy's sgemm), unset it and OPENBLAS_L2_SIZE for the benchmark command
+alone, `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python
+benchmarks/bench_epoch.py`; the machine section prints the core type
+OpenBLAS runs and any such variable it found:
 
     PYTHONPATH=. python benchmarks/bench_epoch.py              # full run, minutes on 2 idle cores
-    PYTHONPATH=. python benchmarks/bench_epoch.py --quick      # smoke test, under a minute
+    PYTHONPATH=. python benchmarks/bench_epoch.py --quick      # smoke test, 2-3 minutes
     PYTHONPATH=. python benchmarks/bench_epoch.py --threads 2 --repeats 5 --json epoch.json
+    PYTHONPATH=. python benchmarks/bench_epoch.py --skip-scaling --skip-contention
 
 It ends with a Markdown summary block for benchmarks/RESULTS.md.
 """
 import argparse
 import contextlib
-import ctypes
+import functools
 import gc
 import importlib.util
 import json
@@ -79,7 +100,12 @@ SCALING = {"batch": (32, 100, 256, 1000), "hidden": (200, 500, 1000), "latent": 
 QUICK_SCALING = {"batch": (32, 256), "hidden": (200, 500), "latent": (2, 20)}
 SGEMM_N = 2048
 CHECK_RTOL, CHECK_STEPS = 1e-9, 3
+UPDATE_ARRAYS = {"adam": 7, "adagrad": 5}  # parameter-sized arrays an update reads and writes
+DRAM_BYTES = 64 * 2 ** 20  # an add of arrays this large streams from memory, not the caches
+CONTENDER = "while True: pass"  # the competing CPU-bound process of the contention section
+OTHER_POLICIES = ("openblas", "serial")  # minivae's thread policies timed beside its default
 BUSY = 0.10  # share of the CPUs used by other processes above which timings are suspect
+PINNING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # set, they choose OpenBLAS's kernels
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 NEEDS_TORCH = ("bench_epoch.py compares minivae with PyTorch, which is not installed.\n"
                "Install it with:  pip install torch==2.13.0")
@@ -94,6 +120,8 @@ def parse_args():
                         help=f"smoke test: {QUICK_EPOCH_STEPS}-step epochs, 8 scaling configs")
     parser.add_argument("--threads", type=int, default=2, help="threads for all (default 2)")
     parser.add_argument("--skip-scaling", action="store_true", help="no scaling table")
+    parser.add_argument("--skip-contention", action="store_true",
+                        help="no epochs under a competing busy process")
     parser.add_argument("--optimizers", default="adam,adagrad",
                         help="comma-separated, from adam and adagrad (default adam,adagrad); "
                              "the first one also runs the memory and scaling measurements")
@@ -194,6 +222,9 @@ def minivae_data(alone=False):
 class Trainer:
     """One training step; minivae's Tensor and optimizers share PyTorch's method names."""
 
+    def start(self):
+        """Before a timed run: nothing here; minivae sets its thread policy."""
+
     def step(self, x, eps):
         loss = self.loss(x, eps)
         self.optimizer.zero_grad()
@@ -222,10 +253,15 @@ class DrawnEps:
 
 
 class MinivaeTrainer(Trainer):
-    """minivae's training step, as minivae.train takes it: GradientAscent on the ELBO."""
+    """minivae's training step, as minivae.train takes it: GradientAscent on the
+    ELBO, then threads.tick() as train_epochs calls it; under thread `policy`
+    (None: the process's, MINIVAE_THREADS or minivae.threads.DEFAULT).
+    `serial_steps` counts the steps whose matmuls ran on one core."""
     name = "minivae"
 
-    def __init__(self, optimizer, hidden=HIDDEN, latent=LATENT, dtype=np.float32, init=None):
+    def __init__(self, optimizer, hidden=HIDDEN, latent=LATENT, dtype=np.float32, init=None,
+                 policy=None):
+        from minivae import threads
         from minivae.algorithms import GradientAscent
         from minivae.models.vae import VAE
         from minivae.objectives import ELBO
@@ -242,12 +278,19 @@ class MinivaeTrainer(Trainer):
                                      weight_decay=0.0)
         self.objective = ELBO("B", samples=1)
         self.algorithm = GradientAscent(self.model, self.objective, self.optimizer)
+        self.threads, self.policy, self.serial_steps = threads, policy or threads.configured(), 0
+
+    def start(self):
+        self.threads.set_policy(self.policy)
 
     def loss(self, x, eps):   # -ELBO (eq. 7) averaged over the minibatch
         return -self.objective(self.model, x, DrawnEps(eps)).mean()
 
     def step(self, x, eps):
-        return -float(np.mean(self.algorithm.step(x, DrawnEps(eps))["elbo"], dtype=np.float64))
+        elbo = self.algorithm.step(x, DrawnEps(eps))["elbo"]
+        self.serial_steps += not self.threads.policy().parallel
+        self.threads.tick()
+        return -float(np.mean(elbo, dtype=np.float64))
 
     def grads(self):
         return {name: t.grad for name, t in self.model.named_parameters()}
@@ -342,6 +385,7 @@ def minibatches(data, images, batch, steps, latent, dtype, seed):
 def timed_steps(trainer, feed):
     """Seconds to run every step of `feed` (drawing the minibatch included), mean loss."""
     gc.collect()
+    trainer.start()
     total, steps = 0.0, 0
     started = time.perf_counter()
     for x, eps in feed:
@@ -362,27 +406,21 @@ def step_flops(params, batch):
     return total
 
 
+def update_bytes(params, optimizer):
+    """Bytes one optimizer update must move: UPDATE_ARRAYS[optimizer] arrays
+    the size of all parameters (read theta, g and the state, write theta and
+    the state)."""
+    return UPDATE_ARRAYS[optimizer] * sum(array.nbytes for array in params.values())
+
+
+def floor_seconds(flops, update, peak_gflops, bandwidth_gbs):
+    """An epoch's floor: its matmul FLOPs at the sgemm peak plus the bytes its
+    updates move at the memory bandwidth, EPOCH_STEPS steps of `flops` and
+    `update` bytes."""
+    return EPOCH_STEPS * (flops / (peak_gflops * 1e9) + update / (bandwidth_gbs * 1e9))
+
+
 # ---------------------------------------------------------------- the machine
-
-
-class OtherLoad:
-    """The share of all CPUs that other processes (or, in a virtual machine,
-    the host: steal time) used since it was made."""
-
-    def __init__(self):
-        self.start = self._read()
-
-    @staticmethod
-    def _read():
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:9]]
-        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # not idle, iowait
-        t = os.times()
-        return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
-
-    def share(self):
-        (w0, b0, o0), (w1, b1, o1) = self.start, self._read()
-        return max(0.0, (b1 - b0) - (o1 - o0)) / ((w1 - w0) * os.cpu_count())
 
 
 def cpu_description():
@@ -402,24 +440,35 @@ def cpu_description():
 
 
 def numpy_blas():
-    """numpy's BLAS, and for OpenBLAS the core type and threads it chose at run time."""
+    """numpy's BLAS; for OpenBLAS the core type and threads it chose at start,
+    and the thread policy minivae's matmuls run under (minivae/threads.py)."""
+    from minivae import threads
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         text = f"{blas['name']} {blas['version']}"
     except (KeyError, TypeError):
         text = "unknown BLAS"
-    with open("/proc/self/maps") as f:
-        libraries = {line.split()[-1] for line in f if "openblas" in line.lower()}
-    for library in libraries:
-        lib = ctypes.CDLL(library)
-        for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""),
-                               ("openblas_", "64_"), ("openblas_", "")):
-            corename = getattr(lib, f"{prefix}get_corename{suffix}", None)
-            threads = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-            if corename and threads:
-                corename.restype = ctypes.c_char_p
-                return f"{text} (core {corename().decode()}, {threads()} threads)"
-    return text
+    from minivae.blas import PIECES, OpenBLAS
+    openblas = OpenBLAS.find()
+    if openblas is None:
+        return f"{text}; minivae's thread policy {threads.configured()} (no OpenBLAS: no effect)"
+    policy = threads.configured()
+    how = ("OpenBLAS's own threads" if policy == "openblas" else
+           f"OpenBLAS on 1 thread, products of {threads.SPLIT_FLOPS:,} FLOP and more in "
+           f"{PIECES} halves on Numba's threads ({numba_layer()})")
+    pinned = "".join(f", {v}={os.environ[v]} from the environment" for v in PINNING
+                     if v in os.environ)
+    return (f"{text} (core {openblas.corename()}{pinned}, {openblas.default_threads} threads); "
+            f"minivae's thread policy {policy}: {how}")
+
+
+def numba_layer():
+    """The threading layer Numba runs parallel loops on (after its first one)."""
+    import numba
+    try:
+        return f"{numba.threading_layer()} threading layer"
+    except ValueError:
+        return "threading layer not started"
 
 
 def torch_blas(torch):
@@ -512,7 +561,11 @@ def _check_same_computation(data, images, optimizers):
 
 
 def sgemm_peak(torch, jax, repeats):
-    """Median GFLOP/s of SGEMM_N^3 float32 products, numpy, torch (and jax) alternating."""
+    """Median GFLOP/s of SGEMM_N^3 float32 products, numpy, torch (and jax)
+    alternating; numpy's with OpenBLAS's own threads (the "openblas" policy),
+    the most its BLAS does on --threads cores."""
+    from minivae import threads
+    threads.set_policy("openblas")
     rng = np.random.default_rng(SEED)
     a, b = (rng.standard_normal((SGEMM_N, SGEMM_N), dtype=np.float32) for _ in range(2))
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
@@ -527,25 +580,93 @@ def sgemm_peak(torch, jax, repeats):
             started = time.perf_counter()
             matmul()
             times[name].append(time.perf_counter() - started)
+    threads.set_policy(threads.configured())
     return {name: 2 * SGEMM_N ** 3 / statistics.median(t[1:]) / 1e9 for name, t in times.items()}
 
 
-def time_epochs(data, images, optimizer, steps, repeats):
-    """Seconds of `steps` training steps of each framework, `repeats` times,
-    alternating the order, from the same weights and minibatches."""
+def memory_bandwidth(nbytes, repeats):
+    """GB/s of numpy's a = b + c (read 2 arrays, write 1) on float32 arrays
+    of `nbytes` each, one thread, best of `repeats` after a warm-up."""
+    b, c = (np.full(nbytes // 4, v, np.float32) for v in (1.0, 2.0))
+    a = np.empty_like(b)
+    best = math.inf
+    for r in range(1 + repeats):
+        started = time.perf_counter()
+        np.add(b, c, out=a)
+        if r:
+            best = min(best, time.perf_counter() - started)
+    return 3 * a.nbytes / best / 1e9
+
+
+def time_epochs(data, images, optimizer, steps, repeats, trainers=TRAINERS):
+    """Seconds of `steps` training steps of each of `trainers` ({key: class
+    or factory}, by default the frameworks), `repeats` times, alternating the
+    order, from the same weights and minibatches; and the trainers of the
+    last round."""
     init = initial_params(HIDDEN, LATENT, np.float32)
 
     def feed(n):
         return minibatches(data, images, BATCH, n, LATENT, np.float32, SEED)
-    for fw in TRAINERS:  # warm-up: Numba kernels, torch's first calls, JAX's jit, page faults
-        timed_steps(TRAINERS[fw](optimizer, init=init), feed(min(10, steps)))
-    seconds, losses = {fw: [] for fw in TRAINERS}, {fw: [] for fw in TRAINERS}
+    for key in trainers:  # warm-up: Numba kernels, torch's first calls, JAX's jit, page faults
+        timed_steps(trainers[key](optimizer, init=init), feed(min(10, steps)))
+    seconds, losses, last = {k: [] for k in trainers}, {k: [] for k in trainers}, {}
     for r in range(repeats):
-        for fw in (list(TRAINERS) if r % 2 == 0 else list(TRAINERS)[::-1]):
-            s, loss = timed_steps(TRAINERS[fw](optimizer, init=init), feed(steps))
-            seconds[fw].append(s)
-            losses[fw].append(loss)
-    return seconds, losses
+        for key in (list(trainers) if r % 2 == 0 else list(trainers)[::-1]):
+            last[key] = trainers[key](optimizer, init=init)
+            s, loss = timed_steps(last[key], feed(steps))
+            seconds[key].append(s)
+            losses[key].append(loss)
+    return seconds, losses, last
+
+
+@contextlib.contextmanager
+def competing_process():
+    """One CPU-bound process (CONTENDER, a Python busy loop) running while the
+    block runs, killed after it."""
+    process = subprocess.Popen([sys.executable, "-c", CONTENDER])
+    try:
+        time.sleep(0.2)  # let it start
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def variant_name(key):
+    """How the contention section names a trainer: a framework, or minivae under a policy."""
+    from minivae import threads
+    return f"minivae ({threads.configured()})" if key == "minivae" else \
+        TRAINERS[key].name if key in TRAINERS else key
+
+
+def contention(data, images, optimizer, steps, repeats):
+    """Epochs of every framework, and of minivae under OTHER_POLICIES, idle and
+    beside one competing busy process: each round times all of them idle,
+    then all of them loaded, in alternating order.  Returns the seconds of
+    `steps` steps {"idle"|"loaded": {key: [s]}}, the slowdowns (loaded
+    median / idle median), the share of minivae's steps whose matmuls ran on
+    one core, and the share of the CPUs other processes used."""
+    from minivae.threads import OtherLoad
+    variants = {**TRAINERS, **{f"minivae {p}": functools.partial(MinivaeTrainer, policy=p)
+                               for p in OTHER_POLICIES}}
+    seconds = {c: {k: [] for k in variants} for c in ("idle", "loaded")}
+    serial = {c: {k: 0 for k in variants if k.startswith("minivae")} for c in seconds}
+    load = {c: [] for c in seconds}
+    for r in range(repeats):
+        order = dict(reversed(variants.items())) if r % 2 else variants
+        for condition in seconds:
+            with competing_process() if condition == "loaded" else contextlib.nullcontext():
+                other = OtherLoad()
+                runs, _, trainers = time_epochs(data, images, optimizer, steps, 1, order)
+                load[condition].append(other.share())
+            for key, s in runs.items():
+                seconds[condition][key] += s
+            for key in serial[condition]:
+                serial[condition][key] += trainers[key].serial_steps / (steps * repeats)
+    slowdown = {k: statistics.median(seconds["loaded"][k]) / statistics.median(seconds["idle"][k])
+                for k in variants}
+    return {"seconds": seconds, "slowdown": slowdown, "serial_share": serial,
+            "other_load": {c: statistics.mean(v) for c, v in load.items()}}
 
 
 def run_child(framework, steps, optimizer, env=None):
@@ -679,6 +800,7 @@ def scaling_row(row):
 
 
 def main(args):
+    from minivae.threads import OtherLoad
     torch = import_torch(args.threads)
     jax = import_jax(args.threads)
     if jax is None:
@@ -691,7 +813,8 @@ def main(args):
     print(f"# One training epoch, minivae against {against} (bench_epoch.py)\n")
     results["machine"] = describe_machine(torch, jax)
     images = data.load_mnist().train_images
-    flops = step_flops(initial_params(HIDDEN, LATENT, np.float32), BATCH)
+    init = initial_params(HIDDEN, LATENT, np.float32)
+    flops = step_flops(init, BATCH)
     results["step_flops"] = flops
     print(f"- model {X_DIM}-{HIDDEN}-{LATENT} tanh, Bernoulli decoder, estimator B, L = 1, "
           f"batch {BATCH}, float32: {flops:,} FLOP of matmuls per step (forward, dW, dx)")
@@ -707,13 +830,23 @@ def main(args):
     results["sgemm_gflops"] = sgemm_peak(torch, jax, 3 if args.quick else 7)
     print("- " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in results["sgemm_gflops"].items()))
 
+    param_bytes = sum(a.nbytes for a in init.values())
+    print(f"\n## Memory bandwidth, numpy a = b + c, float32, one thread, best of "
+          f"{5 if args.quick else 20}\n")
+    results["bandwidth_gbs"] = bw = {
+        "update": memory_bandwidth(param_bytes, 5 if args.quick else 20),
+        "dram": memory_bandwidth(DRAM_BYTES, 3 if args.quick else 10)}
+    print(f"- arrays the size of the parameters ({param_bytes / 1e6:.1f} MB each, as the "
+          f"optimizer update moves them): {bw['update']:.1f} GB/s; {DRAM_BYTES >> 20} MB "
+          f"arrays (DRAM): {bw['dram']:.1f} GB/s")
+
     label = "epoch" if epoch_steps == EPOCH_STEPS else \
         f"epoch (extrapolated from {epoch_steps} steps)"
     print(f"\n## One {label}, median of {args.repeats}\n")
     results["epochs"] = {}
     for optimizer in args.optimizers:
         load = OtherLoad()
-        seconds, losses = time_epochs(data, images, optimizer, epoch_steps, args.repeats)
+        seconds, losses, _ = time_epochs(data, images, optimizer, epoch_steps, args.repeats)
         median = {fw: statistics.median(s) * EPOCH_STEPS / epoch_steps for fw, s in seconds.items()}
         gflops = {fw: flops * epoch_steps / statistics.median(s) / 1e9
                   for fw, s in seconds.items()}
@@ -721,7 +854,11 @@ def main(args):
         # seconds apart, so the median of per-round ratios resists the drift.
         paired = {fw: statistics.median(m / t for m, t in zip(seconds["minivae"], seconds[fw]))
                   for fw in peers()}
+        moved = update_bytes(init, optimizer)
+        floor = floor_seconds(flops, moved, results["sgemm_gflops"]["numpy"], bw["update"])
         results["epochs"][optimizer] = e = {
+            "floor_seconds": floor, "update_bytes": moved,
+            "floor_multiple": {fw: median[fw] / floor for fw in TRAINERS},
             "steps_timed": epoch_steps, "epoch_seconds": median, "runs_seconds": seconds,
             "mean_loss": {fw: statistics.median(v) for fw, v in losses.items()},
             "gflops": gflops, "ratio": {fw: median["minivae"] / median[fw] for fw in peers()},
@@ -734,6 +871,10 @@ def main(args):
         for fw in peers():
             print(f"- {optimizer}: minivae / {TRAINERS[fw].name} = {e['ratio'][fw]:.2f} "
                   f"(ratio of medians), {paired[fw]:.2f} (median of per-round ratios)")
+        print(f"- {optimizer}: floor {floor:.2f} s = {flops * EPOCH_STEPS / 1e9:.0f} GFLOP at "
+              f"numpy's sgemm peak + {moved * EPOCH_STEPS / 1e9:.1f} GB of updates at "
+              f"{bw['update']:.1f} GB/s; each epoch / floor: "
+              + ", ".join(f"{TRAINERS[fw].name} {e['floor_multiple'][fw]:.2f}" for fw in TRAINERS))
         print(f"- {optimizer}: other processes used {e['other_load']:.0%} of the CPUs")
 
     optimizer = args.optimizers[0]
@@ -758,6 +899,22 @@ def main(args):
         results["scaling"] = scaling_table(data, images, optimizer, args.repeats, args.quick)
         results["scaling_other_load"] = load.share()
         print(f"\nOther processes used {results['scaling_other_load']:.0%} of the CPUs.")
+
+    if not args.skip_contention:
+        print(f"\n## Under contention: {label}, {optimizer}, idle and beside one busy "
+              f"process, median of {args.repeats}\n")
+        results["contention"] = c = contention(data, images, optimizer, epoch_steps,
+                                               args.repeats)
+        for key, slowdown in c["slowdown"].items():
+            idle, loaded = (statistics.median(c["seconds"][k][key]) * EPOCH_STEPS / epoch_steps
+                            for k in ("idle", "loaded"))
+            serial = (f"; matmuls on one core in {c['serial_share']['idle'][key]:.0%} of the "
+                      f"idle steps, {c['serial_share']['loaded'][key]:.0%} of the loaded"
+                      if key in c["serial_share"]["idle"] else "")
+            print(f"- {variant_name(key)}: {idle:.2f} s idle, {loaded:.2f} s loaded, slowdown "
+                  f"{slowdown:.2f}{serial}")
+        print(f"- other processes used {c['other_load']['idle']:.0%} of the CPUs idle, "
+              f"{c['other_load']['loaded']:.0%} loaded (the competing process included)")
 
     results["run_seconds"] = time.perf_counter() - STARTED
     print_summary(results, label)
@@ -798,11 +955,22 @@ def print_summary(results, label):
         s = e["epoch_seconds"]
         print(table_row(f"{label}, {optimizer} (s)", [f"{s[fw]:.2f}" for fw in fws],
                         [f"{e['paired_ratio'][fw]:.2f}" for fw in fws[1:]]))
+    for optimizer, e in results["epochs"].items():
+        print(table_row(f"{label}, {optimizer} / its floor of {e['floor_seconds']:.2f} s",
+                        [f"{e['floor_multiple'][fw]:.2f}" for fw in fws], ["" for _ in fws[1:]]))
+    if "contention" in results:
+        slow = results["contention"]["slowdown"]
+        print(table_row(f"{label}, {args['optimizers'][0]}, beside one busy process / idle",
+                        [f"{slow[fw]:.2f}" for fw in fws], ["" for _ in fws[1:]]))
     e = results["epochs"][args["optimizers"][0]]
     print(table_row(f"matmul GFLOP/s in that epoch ({args['optimizers'][0]})",
                     [f"{e['gflops'][fw]:.1f} ({e['gflops'][fw] / peak[sgemm]:.0%} of {sgemm} "
                      f"sgemm)" for fw, sgemm in zip(fws, ("numpy", *fws[1:]))],
                     ["" for _ in fws[1:]]))
+    bw = results["bandwidth_gbs"]
+    print(table_row("memory bandwidth, a = b + c, one thread (GB/s)",
+                    [f"{bw['update']:.1f} (parameter-sized arrays), {bw['dram']:.1f} "
+                     f"({DRAM_BYTES >> 20} MB)"] + ["" for _ in fws[1:]], ["" for _ in fws[1:]]))
     print(table_row(f"sgemm {SGEMM_N}^3 GFLOP/s",
                     [f"{peak['numpy']:.1f} (numpy)"] + [f"{peak[fw]:.1f}" for fw in fws[1:]],
                     [f"{peak['numpy'] / peak[fw]:.2f}" for fw in fws[1:]]))
@@ -821,6 +989,19 @@ def print_summary(results, label):
           + (" JAX's time to the first step includes tracing and compiling its jitted step "
              "(no persistent compilation cache); its epochs are timed after a warm-up that "
              "compiled it." if "jax" in fws else ""))
+    print("Floor: the epoch's matmul FLOPs at numpy's sgemm peak plus the bytes its optimizer "
+          "updates move (Adam 7, Adagrad 5 parameter-sized arrays a step) at the bandwidth of "
+          "parameter-sized arrays, both measured in this run.")
+    if "contention" in results:
+        c = results["contention"]
+        idle = {k: statistics.median(v) for k, v in c["seconds"]["idle"].items()}
+        print("Under contention, minivae's thread policies (idle epoch relative to the "
+              "\"openblas\" policy; slowdown beside one busy process): "
+              + "; ".join(f"{variant_name(k)} {idle[k] / idle['minivae openblas']:.2f}, "
+                          f"{c['slowdown'][k]:.2f}" for k in c["serial_share"]["idle"])
+              + f". Other processes used {c['other_load']['loaded']:.0%} of the CPUs in the "
+              f"loaded rounds (the competing process included), "
+              f"{c['other_load']['idle']:.0%} in the idle ones.")
     loads = ", ".join(f"{k} {e['other_load']:.0%}" for k, e in results["epochs"].items())
     print(f"Other processes used this share of the CPUs during the epoch timings: {loads}. "
           f"The whole run took {results['run_seconds'] / 60:.1f} min.")

@@ -1,27 +1,119 @@
-"""Two epochs of Adam steps of the paper's model, to profile where a step's time goes.
+"""Two epochs of Adam steps of the paper's model, to see where a step's time goes.
 
     pip install py-spy
     PYTHONPATH=. py-spy record --native -r 200 -f raw -o /tmp/prof.txt -- python benchmarks/profile_step.py
+    PYTHONPATH=. python benchmarks/profile_step.py --timings
 
 The 784-500-20 Bernoulli VAE, estimator B, L = 1, batch 100, dynamic
 binarization, float32, as bench_epoch.py times it; 20 warm-up steps first, so
 that Numba's compilation is over (a profile keeps only the stacks under
-GradientAscent.step that are not compiling).  benchmarks/RESULTS.md says what
-the last profile found.
+GradientAscent.step that are not compiling).  With --timings, no profiler:
+each matmul (by shape), each kernel, the gradient norm and the drawing of
+the minibatch are timed with a clock around the call, and a Markdown table
+gives their microseconds per step, each matmul beside its floor (its FLOPs
+at numpy's sgemm peak on a 2048^3 product, measured first), and what is
+left: the graph, Python and small numpy operations.  benchmarks/RESULTS.md
+says what the last profile found.
 """
+import argparse
+import collections
+import time
+
 import numpy as np
+
+from minivae import kernels, optim, threads
 from minivae.algorithms import GradientAscent
 from minivae.data import binarize_dynamic, load_mnist
 from minivae.models.vae import VAE
 from minivae.objectives import ELBO
 from minivae.optim import Adam
-rng = np.random.default_rng(0)
-images = load_mnist().train_images
-model = VAE(rng=rng)
-learn = GradientAscent(model, ELBO("B"), Adam(model.params, lr=1e-3, weight_decay=0.0))
-for _ in range(20):   # warm-up: Numba compiles
-    learn.step(binarize_dynamic(images[rng.integers(0, 60000, 100)], rng, model.dtype), rng)
-for epoch in range(2):
-    for i in range(600):
-        idx = rng.integers(0, 60000, 100)
-        learn.step(binarize_dynamic(images[idx], rng, model.dtype), rng)
+
+KERNELS = ("adam_update", "bias_activate", "bias_activate_grad", "activate_grad",
+           "bernoulli_log_prob", "reparameterize", "gaussian_kl", "gaussian_kl_grad")
+WARM_UP, EPOCH = 20, 600
+
+
+class Clock:
+    """Seconds and calls of the work wrapped by `time`, counted while `on`."""
+
+    def __init__(self):
+        self.seconds, self.calls, self.on = collections.Counter(), collections.Counter(), False
+
+    def time(self, module, name, label):
+        """Replace module.name by itself timed under label(args)."""
+        f = getattr(module, name)
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            out = f(*args, **kwargs)
+            if self.on:
+                key = label(args)
+                self.seconds[key] += time.perf_counter() - started
+                self.calls[key] += 1
+            return out
+        setattr(module, name, timed)
+
+
+def sgemm_peak():
+    """numpy's GFLOP/s on a 2048^3 float32 product, OpenBLAS on its own threads."""
+    threads.set_policy("openblas")
+    a = np.ones((2048, 2048), np.float32)
+    a @ a
+    started = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    threads.set_policy(threads.configured())
+    return 5 * 2 * 2048 ** 3 / (time.perf_counter() - started) / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timings", action="store_true",
+                        help="time each kind of work and print a table (no profiler)")
+    args = parser.parse_args()
+    clock = Clock()
+    peak = sgemm_peak() if args.timings else None
+    if args.timings:
+        flops = {}
+
+        def product(a):
+            x, w = a[-2], a[-1]
+            key = f"matmul {x.shape[0]}x{x.shape[1]} @ {w.shape[0]}x{w.shape[1]}"
+            flops[key] = 2 * x.shape[0] * x.shape[1] * w.shape[1]
+            return key
+        clock.time(threads, "matmul", product)
+        for name in KERNELS:
+            clock.time(kernels, name, lambda a, name=name: f"kernels.{name}")
+        clock.time(optim.Optimizer, "grad_norm", lambda a: "Optimizer.grad_norm")
+    rng = np.random.default_rng(0)
+    images = load_mnist().train_images
+    model = VAE(rng=rng)
+    learn = GradientAscent(model, ELBO("B"), Adam(model.params, lr=1e-3, weight_decay=0.0))
+    steps = drawing = 0.0
+    for i in range(WARM_UP + 2 * EPOCH):   # the first WARM_UP: Numba compiles
+        clock.on = i >= WARM_UP
+        started = time.perf_counter()
+        x = binarize_dynamic(images[rng.integers(0, 60000, 100)], rng, model.dtype)
+        drawn = time.perf_counter()
+        learn.step(x, rng)
+        threads.tick()
+        if clock.on:
+            drawing += drawn - started
+            steps += time.perf_counter() - started
+    if args.timings:
+        n = 2 * EPOCH
+        print(f"thread policy {threads.policy().name}; numpy sgemm 2048^3: {peak:.0f} GFLOP/s; "
+              f"{steps / n * 1e6:.0f} us a step, drawing the minibatch included\n")
+        print("| work | calls a step | us a step | share | floor (us) |\n|---|---:|---:|---:|---:|")
+        for key, seconds in clock.seconds.most_common():
+            floor = f"{flops[key] * clock.calls[key] / n / peak / 1e3:.0f}" if key in flops else ""
+            print(f"| {key} | {clock.calls[key] // n} | {seconds / n * 1e6:.0f} | "
+                  f"{seconds / steps * 100:.1f} % | {floor} |")
+        rest = steps - drawing - sum(clock.seconds.values())
+        for key, seconds in (("drawing the minibatch", drawing),
+                             ("the rest: the graph, Python, small numpy operations", rest)):
+            print(f"| {key} | | {seconds / n * 1e6:.0f} | {seconds / steps * 100:.1f} % | |")
+
+
+if __name__ == "__main__":
+    main()

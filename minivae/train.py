@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 from tqdm import tqdm
 
-from minivae import data
+from minivae import data, threads
 from minivae.activity import active_units, collapse_warning
 from minivae.algorithms import NonFiniteObjective
 from minivae.checkpoint import save_checkpoint
@@ -246,6 +246,7 @@ def train_epochs(run, progress, log, on_epoch, max_seconds):
             started = time.perf_counter() - run.position["epoch_seconds"]
             for step in range(run.position["step"], len(batches)):
                 run.advance(run.step(batches[step]), time.perf_counter() - started)
+                threads.tick()   # matmuls on one core or two, as other processes allow
                 p, seen = run.position, min((step + 1) * config.data.batch_size, run.n)
                 means = {name: f"{total / seen:.2f}" for name, total in p["sums"].items()}
                 bar.set_postfix(**means, samples_per_s=f"{seen / p['epoch_seconds']:.0f}",
