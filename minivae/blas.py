@@ -9,7 +9,8 @@ half is one single-threaded gemm call on the same memory.  The blocks are
 the iterations of a Numba `prange`, so they run on Numba's native threads,
 two at once, or one after the other in the kernel's one-core twin, and
 since a block is the same call either way the result does not depend on
-how many cores did the work.
+how many cores did the work.  Two halves, because this project's machines
+have two cores: on a larger machine a product still uses two of them.
 
 `OpenBLAS.find()` locates the library among those this process loaded and
 reads its cblas_sgemm and cblas_dgemm, with 64-bit or 32-bit integers as
