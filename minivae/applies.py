@@ -9,6 +9,12 @@ from minivae.datasets import is_frey
 from minivae.likelihoods import LIKELIHOODS
 from minivae.models import MODELS
 
+
+
+class UsageError(ValueError):
+    """Flags that parse one by one but not together: exit code 2, as the parser's."""
+
+
 # objective and optimizer fields, and the models they apply to (model fields: each
 # model's `options`)
 LATENT_VARIABLE = ("vae", "cvae")

@@ -26,12 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from minivae import config as cfg
-from minivae.applies import check_applies
+from minivae.applies import UsageError, check_applies
 from minivae.arguments import GAP_DEFAULTS, PLOTS, parser
-
-
-class UsageError(ValueError):
-    """Flags that parse one by one but not together: exit code 2, as the parser's."""
 
 
 def _train(args):

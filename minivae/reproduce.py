@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from minivae.applies import UsageError
+
 PAPER_LR = 0.02     # the Adagrad step size, one of the paper's {0.01, 0.02, 0.1} (section 5)
 # Frey Face's decoder (section 5, Appendix C.2): gaussian, its means squashed by a
 # sigmoid into the pixels' [0, 1]
@@ -307,7 +309,7 @@ def reproduce(args):
     selected = _selected(runs, args.only)
     short = next((t for t in selected if t.flags.get("train_size", 0) > t.images), None)
     if short:   # before anything runs, not once per failing run
-        raise ValueError(f"{short.configuration.name} trains on {short.flags['train_size']:,} "
+        raise UsageError(f"{short.configuration.name} trains on {short.flags['train_size']:,} "
                          f"images, but the data has {short.images:,} training images")
     planned = [plan(t) for t in selected]
     note = print if not args.print_commands else (lambda line: print(line, file=sys.stderr))
@@ -341,17 +343,17 @@ def reproduce(args):
 
 
 def _check(args):
-    """One-line ValueErrors for flags that do not fit the figure."""
+    """One-line UsageErrors (exit 2) for flags that do not fit the figure."""
     if args.print_commands and args.plot_only:
-        raise ValueError("--print-commands runs nothing and --plot-only draws: give one")
+        raise UsageError("--print-commands runs nothing and --plot-only draws: give one")
     if args.figure == "frey" and not args.frey:
-        raise ValueError("frey needs --frey PATH, the Frey Face file frey_rawface.mat")
+        raise UsageError("frey needs --frey PATH, the Frey Face file frey_rawface.mat")
     if args.frey and args.figure not in ("frey", "fig4"):
-        raise ValueError(f"--frey applies to frey and fig4, not to {args.figure}")
+        raise UsageError(f"--frey applies to frey and fig4, not to {args.figure}")
     if args.frey and not Path(args.frey).is_file():
-        raise ValueError(f"--frey {args.frey}: no such file")
+        raise UsageError(f"--frey {args.frey}: no such file")
     if args.data and args.figure == "frey":
-        raise ValueError("--data replaces MNIST; frey reads --frey")
+        raise UsageError("--data replaces MNIST; frey reads --frey")
 
 
 def _selected(runs, patterns):
@@ -361,6 +363,6 @@ def _selected(runs, patterns):
     chosen = [t for t in runs
               if any(fnmatch.fnmatchcase(t.configuration.name, pattern) for pattern in patterns)]
     if not chosen:
-        raise ValueError(f"--only {' '.join(patterns)} matches none of "
+        raise UsageError(f"--only {' '.join(patterns)} matches none of "
                          f"{', '.join(t.configuration.name for t in runs)}")
     return chosen

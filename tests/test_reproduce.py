@@ -265,7 +265,7 @@ def test_a_training_size_beyond_the_data_is_one_line_before_anything_runs(
         data_dir, tmp_path, capsys):
     code, stdout, err = run(["reproduce", "fig3", "--data", data_dir, "--out", tmp_path / "o",
                              "--print-commands"], capsys)
-    assert code == 1 and stdout == ""
+    assert code == 2 and stdout == ""
     [line] = err.splitlines()
     assert "n1000-aevb trains on 1,000 images, but the data has 300 training images" in line
     assert not (tmp_path / "o").exists()
@@ -305,11 +305,12 @@ def test_fig4_with_frey_draws_both_manifolds(data_dir, frey_file, tmp_path, caps
     (["fig2", "--budget", "0"], 2, "--budget"),
     (["fig2", "--budget", "1.5"], 2, "--budget"),
     (["fig2", "--jobs", "0"], 2, "--jobs"),
-    (["frey"], 1, "--frey"),
-    (["frey", "--frey", "missing.mat"], 1, "missing.mat"),
-    (["fig2", "--frey", "setup.cfg"], 1, "--frey"),
-    (["fig2", "--only", "latent7-*"], 1, "latent7-*"),
-    (["fig2", "--print-commands", "--plot-only"], 1, "--plot-only"),
+    (["frey"], 2, "--frey"),
+    (["frey", "--frey", "missing.mat"], 2, "missing.mat"),
+    (["fig2", "--frey", "setup.cfg"], 2, "--frey"),
+    (["fig2", "--only", "latent7-*"], 2, "latent7-*"),
+    (["fig2", "--print-commands", "--plot-only"], 2, "--plot-only"),
+    (["frey", "--frey", "setup.cfg", "--data", "."], 2, "--data"),
 ])
 def test_bad_input_is_a_one_line_error(capsys, monkeypatch, argv, exit_code, says):
     monkeypatch.chdir(REPO)
