@@ -16,11 +16,11 @@ What it measures:
      numpy's sgemm peak plus the bytes the optimizer update moves (Adam
      reads theta, g, m, v and writes theta, m, v: 7 arrays the size of the
      parameters a step; Adagrad reads theta, g, G and writes theta, G: 5) at
-     the memory bandwidth, both measured in the same run (the bandwidth of
-     numpy's a = b + c on one thread, as minivae's update kernels run, on
-     arrays the size of the parameters: the update's arrays, a few MB each,
-     stay in the caches from step to step; a 64 MB add, DRAM's, is printed
-     beside it);
+     the memory bandwidth, both measured in the same run (the higher of
+     a = b + c on one thread, numpy's, and on two, a Numba prange loop, as
+     minivae's large updates run; on arrays the size of the parameters:
+     the update's arrays, a few MB each, stay in the caches from step to
+     step; a 64 MB add, DRAM's, is printed beside it);
   3. the peak resident memory of a training epoch, each framework in a
      fresh process;
   4. the time to the first training step of a fresh process: minivae with a
@@ -584,15 +584,27 @@ def sgemm_peak(torch, jax, repeats):
     return {name: 2 * SGEMM_N ** 3 / statistics.median(t[1:]) / 1e9 for name, t in times.items()}
 
 
-def memory_bandwidth(nbytes, repeats):
-    """GB/s of numpy's a = b + c (read 2 arrays, write 1) on float32 arrays
-    of `nbytes` each, one thread, best of `repeats` after a warm-up."""
+def two_core_add():
+    """a = b + c as a Numba prange loop, on the threads minivae's updates use."""
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def add(b, c, out):
+        for i in prange(out.size):
+            out[i] = b[i] + c[i]
+    return add
+
+
+def memory_bandwidth(nbytes, repeats, add=np.add):
+    """GB/s of a = b + c (read 2 arrays, write 1) on float32 arrays of
+    `nbytes` each, by `add` (numpy's, one thread, by default), best of
+    `repeats` after a warm-up."""
     b, c = (np.full(nbytes // 4, v, np.float32) for v in (1.0, 2.0))
     a = np.empty_like(b)
     best = math.inf
     for r in range(1 + repeats):
         started = time.perf_counter()
-        np.add(b, c, out=a)
+        add(b, c, a)
         if r:
             best = min(best, time.perf_counter() - started)
     return 3 * a.nbytes / best / 1e9
@@ -831,14 +843,16 @@ def main(args):
     print("- " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in results["sgemm_gflops"].items()))
 
     param_bytes = sum(a.nbytes for a in init.values())
-    print(f"\n## Memory bandwidth, numpy a = b + c, float32, one thread, best of "
-          f"{5 if args.quick else 20}\n")
+    print(f"\n## Memory bandwidth, a = b + c, float32, best of {5 if args.quick else 20}\n")
+    one, two = (memory_bandwidth(param_bytes, 5 if args.quick else 20, add)
+                for add in (np.add, two_core_add()))
     results["bandwidth_gbs"] = bw = {
-        "update": memory_bandwidth(param_bytes, 5 if args.quick else 20),
+        "update": max(one, two), "update_one_thread": one, "update_two_threads": two,
         "dram": memory_bandwidth(DRAM_BYTES, 3 if args.quick else 10)}
     print(f"- arrays the size of the parameters ({param_bytes / 1e6:.1f} MB each, as the "
-          f"optimizer update moves them): {bw['update']:.1f} GB/s; {DRAM_BYTES >> 20} MB "
-          f"arrays (DRAM): {bw['dram']:.1f} GB/s")
+          f"optimizer update moves them): {one:.1f} GB/s on one thread (numpy), {two:.1f} on "
+          f"two (Numba); the floor takes {bw['update']:.1f}; {DRAM_BYTES >> 20} MB arrays "
+          f"(DRAM, numpy): {bw['dram']:.1f} GB/s")
 
     label = "epoch" if epoch_steps == EPOCH_STEPS else \
         f"epoch (extrapolated from {epoch_steps} steps)"
@@ -968,9 +982,10 @@ def print_summary(results, label):
                      f"sgemm)" for fw, sgemm in zip(fws, ("numpy", *fws[1:]))],
                     ["" for _ in fws[1:]]))
     bw = results["bandwidth_gbs"]
-    print(table_row("memory bandwidth, a = b + c, one thread (GB/s)",
-                    [f"{bw['update']:.1f} (parameter-sized arrays), {bw['dram']:.1f} "
-                     f"({DRAM_BYTES >> 20} MB)"] + ["" for _ in fws[1:]], ["" for _ in fws[1:]]))
+    print(table_row("memory bandwidth, a = b + c (GB/s)",
+                    [f"{bw['update']:.1f} (parameter-sized arrays, the better of one and two "
+                     f"threads), {bw['dram']:.1f} ({DRAM_BYTES >> 20} MB, one thread)"]
+                    + ["" for _ in fws[1:]], ["" for _ in fws[1:]]))
     print(table_row(f"sgemm {SGEMM_N}^3 GFLOP/s",
                     [f"{peak['numpy']:.1f} (numpy)"] + [f"{peak[fw]:.1f}" for fw in fws[1:]],
                     [f"{peak['numpy'] / peak[fw]:.2f}" for fw in fws[1:]]))
@@ -991,7 +1006,8 @@ def print_summary(results, label):
              "compiled it." if "jax" in fws else ""))
     print("Floor: the epoch's matmul FLOPs at numpy's sgemm peak plus the bytes its optimizer "
           "updates move (Adam 7, Adagrad 5 parameter-sized arrays a step) at the bandwidth of "
-          "parameter-sized arrays, both measured in this run.")
+          "parameter-sized arrays (the better of one and two threads), both measured in this "
+          "run.")
     if "contention" in results:
         c = results["contention"]
         idle = {k: statistics.median(v) for k, v in c["seconds"]["idle"].items()}

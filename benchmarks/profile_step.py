@@ -38,6 +38,8 @@ class Clock:
 
     def __init__(self):
         self.seconds, self.calls, self.on = collections.Counter(), collections.Counter(), False
+        self.depth = 0   # a timed call inside another (activate_grad in bias_activate_grad)
+        #                  counts in the outer one only
 
     def time(self, module, name, label):
         """Replace module.name by itself timed under label(args)."""
@@ -45,8 +47,12 @@ class Clock:
 
         def timed(*args, **kwargs):
             started = time.perf_counter()
-            out = f(*args, **kwargs)
-            if self.on:
+            self.depth += 1
+            try:
+                out = f(*args, **kwargs)
+            finally:
+                self.depth -= 1
+            if self.on and self.depth == 0:
                 key = label(args)
                 self.seconds[key] += time.perf_counter() - started
                 self.calls[key] += 1

@@ -14,7 +14,8 @@ have two cores: on a larger machine a product still uses two of them.
 
 `OpenBLAS.find()` locates the library among those this process loaded and
 reads its cblas_sgemm and cblas_dgemm, with 64-bit or 32-bit integers as
-the library was built; it returns None for another BLAS (MKL, Accelerate),
+the library was built (its configuration string says USE64BITINT or not);
+it returns None where numpy was built on another BLAS (MKL, Accelerate),
 and then minivae multiplies with plain `a @ b`.
 """
 import ctypes
@@ -53,7 +54,10 @@ class OpenBLAS:
         self._set.argtypes, self._set.restype = [ctypes.c_int], None
         self._corename = getattr(lib, f"{prefix}get_corename{suffix}")
         self._corename.restype = ctypes.c_char_p
-        integer = ctypes.c_int64 if suffix == "64_" else ctypes.c_int32
+        config = getattr(lib, f"{prefix}get_config{suffix}")
+        config.restype = ctypes.c_char_p
+        # the integers of its interface: 64-bit in a USE64BITINT build, suffix or not
+        integer = ctypes.c_int64 if b"USE64BITINT" in config() else ctypes.c_int32
         self.gemm = {np.dtype(np.float32): _gemm_type(integer, ctypes.c_float)(
                          (f"{cblas}sgemm{suffix}", lib)),
                      np.dtype(np.float64): _gemm_type(integer, ctypes.c_double)(
@@ -72,24 +76,44 @@ class OpenBLAS:
     @staticmethod
     @functools.cache
     def find():
-        """The OpenBLAS numpy loaded, or None (another BLAS, or no
+        """numpy's OpenBLAS, or None (numpy built on another BLAS, or no
         /proc/self/maps); one object per process, so that `default_threads`
         is the count numpy started with, before minivae changed it."""
+        if "openblas" not in _numpy_blas_name():
+            return None
         try:
             with open("/proc/self/maps") as f:
-                paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+                paths = {_mapped_path(line) for line in f if "openblas" in line.lower()}
         except OSError:
             return None
-        paths = sorted(paths, key=lambda p: ("numpy" not in p, p))   # numpy's own first
-        for path in paths:
-            lib = ctypes.CDLL(path)
+        for path in sorted(paths, key=lambda p: ("numpy" not in p, p)):   # numpy's own first
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:   # deleted or moved since it was loaded
+                continue
             for prefix, suffix, cblas in SYMBOLS:
                 names = [f"{prefix}{what}{suffix}" for what in
-                         ("get_num_threads", "set_num_threads", "get_corename")]
+                         ("get_num_threads", "set_num_threads", "get_corename", "get_config")]
                 names += [f"{cblas}{p}gemm{suffix}" for p in "sd"]
                 if all(hasattr(lib, name) for name in names):
                     return OpenBLAS(lib, prefix, suffix, cblas)
         return None
+
+
+def _numpy_blas_name():
+    """The name of the BLAS numpy was built with, lower case ("" if unknown)."""
+    try:
+        return str(np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]).lower()
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def _mapped_path(line):
+    """The file of a /proc/self/maps line: its sixth field to the end, spaces
+    and all, without the " (deleted)" the kernel adds to a removed file."""
+    fields = line.rstrip("\n").split(maxsplit=5)
+    path = fields[5] if len(fields) == 6 else ""
+    return path[:-len(" (deleted)")] if path.endswith(" (deleted)") else path
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -123,6 +147,8 @@ def layout(x):
     rows, cols = x.shape
     s0, s1 = x.strides
     size = x.itemsize
+    if not x.flags.aligned:
+        return None
     if s1 == size and s0 % size == 0 and s0 >= max(cols, 1) * size:
         return NO_TRANS, s0 // size
     if s0 == size and s1 % size == 0 and s1 >= max(rows, 1) * size:
@@ -138,12 +164,18 @@ def split_matmul(blas, a, b, spread):
     (`gemm_blocks_one_core`): the same calls, the same bits."""
     n, k = a.shape
     m = b.shape[1]
+    if b.shape[0] != k or min(n, m) < PIECES or k < 1 or a.dtype != b.dtype \
+            or a.dtype not in blas.gemm:
+        raise ValueError(f"split_matmul: expected (n, k) @ (k, m) of one float dtype with "
+                         f"n, m >= {PIECES} and k >= 1, got {a.shape} {a.dtype} @ "
+                         f"{b.shape} {b.dtype}")
     if layout(a) is None:
-        a = np.ascontiguousarray(a)
+        a = np.require(a, requirements="CA")   # a C-ordered, aligned copy
     if layout(b) is None:
-        b = np.ascontiguousarray(b)
+        b = np.require(b, requirements="CA")
     (trans_a, lda), (trans_b, ldb) = layout(a), layout(b)
     out = np.empty((n, m), a.dtype)
-    (gemm_blocks if spread else gemm_blocks_one_core)(blas.gemm[a.dtype], trans_a, trans_b, n, m, k, a.ctypes.data, lda,
-                b.ctypes.data, ldb, out.ctypes.data, a.itemsize, n >= m, PIECES)
+    blocks = gemm_blocks if spread else gemm_blocks_one_core
+    blocks(blas.gemm[a.dtype], trans_a, trans_b, n, m, k, a.ctypes.data, lda, b.ctypes.data,
+           ldb, out.ctypes.data, a.itemsize, n >= m, PIECES)
     return out

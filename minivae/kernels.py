@@ -5,8 +5,9 @@ the VAE; `ops`, `distributions` and `optim` wrap them with their
 derivatives.  The work is split by what each tool does best, as measured
 in benchmarks/RESULTS.md:
 
-- matmuls go to BLAS through numpy (`matmul`, on the cores `threads`
-  allows); `matmul_loop` is the same product written out in Numba, to be read;
+- matmuls go to BLAS (`matmul`: numpy's `@`, or a large product as two
+  halves of single-threaded OpenBLAS calls, as `threads` decides);
+  `matmul_loop` is the same product written out in Numba, to be read;
 - exp, log1p and tanh of whole arrays go to numpy, whose float32 ufuncs
   are SIMD-vectorized, while Numba compiles them to one libm call per
   element, tens of times slower;
@@ -73,11 +74,12 @@ def matmul_loop(a, b):
 
 
 def matmul(a, b):
-    """(n, k) @ (k, m) -> (n, m) through numpy's BLAS: the fast path.
+    """(n, k) @ (k, m) -> (n, m) through BLAS: the fast path.
 
     On the benchmark's shapes BLAS is several times faster than
     `matmul_loop` (benchmarks/RESULTS.md), so every op uses this one.
-    `threads` decides on how many cores, without changing the result.
+    `threads` decides how (numpy's `@`, or two halves of OpenBLAS calls)
+    and on how many cores, without changing the result.
     """
     return threads.matmul(a, b)
 

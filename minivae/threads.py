@@ -29,9 +29,10 @@ are plain `a @ b` on that BLAS's own threads.  While minivae runs, numpy's
 OpenBLAS runs one thread for the whole process, except under "openblas".
 """
 import functools
-import importlib
 import os
 import time
+
+import numpy as np
 
 from minivae import blas as _blas, numba_cache
 
@@ -76,21 +77,24 @@ class OtherLoad:
         self.start = self._read()
 
 
+@numba.njit(cache=True, parallel=True)
+def _probe(x):
+    for i in numba.prange(x.size):
+        x[i] += 1
+
+
 @functools.cache
 def native_threads():
-    """Whether Numba's parallel loops run on OpenMP's or TBB's threads.  Its
-    fallback, the workqueue layer (where neither library is installed, or
-    NUMBA_THREADING_LAYER=workqueue), wakes its threads so slowly that two
-    cores lost to one: 6.8 ms an Adam step against 2.7 (benchmarks/RESULTS.md)."""
-    if numba.config.THREADING_LAYER == "workqueue":
+    """Whether Numba's parallel loops run on OpenMP's or TBB's threads,
+    asked of Numba after one tiny parallel loop.  Its fallback, the
+    workqueue layer (where neither library is installed, or as
+    NUMBA_THREADING_LAYER chose), wakes its threads so slowly that two cores
+    lost to one: 6.8 ms an Adam step against 2.7 (benchmarks/RESULTS.md)."""
+    try:
+        _probe(np.zeros(2))
+        return numba.threading_layer() in ("tbb", "omp")
+    except (ValueError, ImportError, OSError):   # no threading layer could be loaded
         return False
-    for layer in ("tbb", "omp"):
-        try:
-            importlib.import_module(f"numba.np.ufunc.{layer}pool")
-            return True
-        except (ImportError, OSError):   # its library (libtbb, libgomp) is not installed
-            continue
-    return False
 
 
 class Policy:
@@ -132,9 +136,11 @@ class Policy:
 
     def splits(self, a, b):
         """Whether a @ b is cut in halves: shapes and dtypes alone decide, never the load."""
-        return (self.name != "openblas" and self.blas is not None and a.ndim == b.ndim == 2
+        return (self.name != "openblas" and self.blas is not None
+                and type(a) is np.ndarray and type(b) is np.ndarray   # no matrix, no mask
+                and a.ndim == b.ndim == 2 and a.shape[1] == b.shape[0] >= 1
                 and a.dtype == b.dtype and a.dtype in self.blas.gemm
-                and min(a.shape[0], b.shape[1]) >= _blas.PIECES and a.shape[1] >= 1
+                and min(a.shape[0], b.shape[1]) >= _blas.PIECES
                 and 2 * a.shape[0] * a.shape[1] * b.shape[1] >= SPLIT_FLOPS)
 
     def matmul(self, a, b):
@@ -148,8 +154,12 @@ class Policy:
         now = time.perf_counter()
         if self.name != "adaptive" or self.load is None or now - self.checked < CHECK_SECONDS:
             return
-        others = self.load.cpus()
-        spare = os.cpu_count() - _blas.PIECES   # CPUs others may use without slowing the halves
+        try:
+            others = self.load.cpus()
+        except OSError:   # /proc/stat went away: keep the cores as they are, look no more
+            self.load = None
+            return
+        spare = (os.cpu_count() or 1) - _blas.PIECES   # CPUs others may take without harm
         if self.parallel and others > spare + BUSY:
             self.parallel = False
         elif not self.parallel and others < spare + FREE:

@@ -1,7 +1,10 @@
 """The thread policy changes where matmuls and updates run, never what they compute."""
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import hypothesis.strategies as st
 import numpy as np
@@ -17,6 +20,10 @@ from minivae.train import train
 STEP_SHAPES = [(100, 784, 500), (100, 500, 20), (100, 20, 500), (100, 500, 784)]
 BLAS = blas.OpenBLAS.find()
 needs_openblas = pytest.mark.skipif(BLAS is None, reason="numpy's BLAS is not OpenBLAS")
+needs_two_cores = pytest.mark.skipif(
+    threads.Policy("parallel", BLAS).cores() < 2,
+    reason="one core for the halves here (OPENBLAS_NUM_THREADS, NUMBA_NUM_THREADS or the "
+           "threading layer): nothing to compare the one-core twins with")
 TOLERANCE = {np.float32: dict(rtol=1e-4, atol=1e-3), np.float64: dict(rtol=1e-12, atol=1e-10)}
 
 
@@ -42,12 +49,16 @@ def on_cores(policy_name, a, b):
 
 
 @needs_openblas
+@needs_two_cores
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, k, m", STEP_SHAPES)
 def test_a_step_s_products_are_bit_identical_on_one_core_or_two(n, k, m, dtype,
                                                                 restore_policy):
     for a, b in step_products(n, k, m, dtype):
+        # the 784 <-> 500 layers' products are split, the 20-unit ones are one call
+        assert threads.policy().splits(a, b) == (k * m >= 784 * 20 * 10)
         serial, parallel = on_cores("serial", a, b), on_cores("parallel", a, b)
+        assert threads.spread()
         assert parallel.dtype == dtype
         np.testing.assert_array_equal(parallel, serial)
         np.testing.assert_allclose(serial, a @ b, **TOLERANCE[dtype])
@@ -89,6 +100,26 @@ def test_split_matmul_is_the_product_for_any_shape_and_layout_on_one_core_or_two
 
 
 @needs_openblas
+def test_a_product_of_mismatched_or_unusual_arrays_is_numpy_s_own(restore_policy):
+    threads.set_policy("parallel")
+    big = np.ones((100, 784), np.float32)
+    for other in (np.ones((500, 500), np.float32), np.ones((1000, 500), np.float32)):
+        with pytest.raises(ValueError, match="mismatch"):   # numpy's message, not a crash
+            threads.matmul(big, other)
+        with pytest.raises(ValueError, match="split_matmul: expected"):
+            blas.split_matmul(BLAS, big, other, True)
+    class Tagged(np.ndarray):   # a subclass: numpy's product keeps its type, a split would not
+        pass
+    product = threads.matmul(np.ones((100, 784), np.float32).view(Tagged),
+                             np.ones((784, 500), np.float32))
+    assert type(product) is Tagged and product[0, 0] == 784
+    unaligned = np.frombuffer(b"\0" + np.ones(100 * 784, np.float32).tobytes(), np.float32,
+                              offset=1).reshape(100, 784)
+    assert not unaligned.flags.aligned
+    np.testing.assert_array_equal(threads.matmul(unaligned, np.ones((784, 500), np.float32)),
+                                  np.full((100, 500), 784, np.float32))
+
+
 def test_which_products_are_split_depends_on_shapes_and_dtypes_only(restore_policy):
     threads.set_policy("parallel")
     policy = threads.policy()
@@ -128,12 +159,14 @@ def test_the_optimizer_updates_are_bit_identical_on_one_core_or_two(update, slot
 
 
 @needs_openblas
+@needs_two_cores
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_forked_child_trains_on_one_core_with_the_same_numbers(restore_policy):
     """GNU OpenMP does not survive a fork (Numba ends a child that enters a
     parallel loop): after a parent ran both kinds of parallel loop, its
     forked child multiplies and updates on one core, with the same result."""
     threads.set_policy("parallel")
+    assert threads.spread()   # the parent runs Numba's threads before it forks
     a, b = step_products(100, 784, 500, np.float32)[0]
     theta, g, G = (np.full(1 << 16, v, np.float32) for v in (1.0, 0.5, 0.25))  # spread
     expected = threads.matmul(a, b)
@@ -223,6 +256,7 @@ def trained_state(data_dir, out):
 
 
 @needs_openblas
+@needs_two_cores
 def test_a_run_switching_cores_every_step_equals_one_that_never_switches_bit_for_bit(
         data_dir, tmp_path, monkeypatch, restore_policy):
     threads.set_policy("parallel")
@@ -248,10 +282,19 @@ def test_without_openmp_or_tbb_numba_s_threads_are_not_used(monkeypatch):
     assert policy.cores() == 1 and not policy.spread()
 
 
-def test_native_threads_says_no_to_the_workqueue_layer(monkeypatch):
-    monkeypatch.setattr(threads.numba.config, "THREADING_LAYER", "workqueue")
-    threads.native_threads.cache_clear()
-    try:
-        assert threads.native_threads() is False
-    finally:
-        threads.native_threads.cache_clear()
+@pytest.mark.parametrize("layer", ["workqueue", "forksafe"])
+def test_where_numba_would_run_its_workqueue_layer_minivae_stays_on_one_core(layer):
+    """NUMBA_THREADING_LAYER=workqueue, or forksafe where TBB is not installed
+    (GNU OpenMP is not fork-safe), leaves Numba its workqueue layer: minivae
+    then runs the one-core twins, in a fresh process that asks Numba."""
+    script = ("import numba; from minivae import threads; t = threads.native_threads(); "
+              "print(t, numba.threading_layer(), threads.Policy('parallel', None).spread())")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "NUMBA_THREADING_LAYER": layer,
+                               "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    native, used, spread = done.stdout.split()
+    assert (native == "True") == (used in ("tbb", "omp")) and spread == native
+    if layer == "workqueue":
+        assert (native, used) == ("False", "workqueue")
