@@ -310,6 +310,15 @@ def _probe(args):
     print(f"test accuracy        {100 * result['test_accuracy']:.2f} %")
 
 
+def _check_environment():
+    """A usage error for a bad MINIVAE_THREADS, before anything is written."""
+    from minivae import threads
+    try:
+        threads.configured()
+    except ValueError as err:
+        raise UsageError(err) from None
+
+
 def main(argv=None):
     """Entry point of the `minivae` console script and `python -m minivae`."""
     from minivae.checkpoint import CheckpointError
@@ -321,6 +330,7 @@ def main(argv=None):
                "plot": _plot, "probe": _probe, "explore": _explore,
                "reproduce": reproduce}[args.command]
     try:
+        _check_environment()
         code = command(args)
     except KeyboardInterrupt:
         return 130

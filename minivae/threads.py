@@ -172,8 +172,12 @@ _policy = None
 
 
 def configured():
-    """The policy the environment chose: MINIVAE_THREADS, or DEFAULT."""
-    return os.environ.get("MINIVAE_THREADS", DEFAULT)
+    """The policy the environment chose: MINIVAE_THREADS, or DEFAULT; a
+    ValueError in one line for a name not in POLICIES."""
+    name = os.environ.get("MINIVAE_THREADS", DEFAULT)
+    if name not in POLICIES:
+        raise ValueError(f"MINIVAE_THREADS={name}: expected one of {', '.join(POLICIES)}")
+    return name
 
 
 def policy():

@@ -14,6 +14,7 @@ from hypothesis import given
 from minivae import blas, kernels, threads
 from minivae.config import Config
 from minivae.train import train
+from tests.conftest import run_cli
 
 # (n, k, m) of a training step's products on the paper's model: the encoder's
 # 784 -> 500 layer, the 500 -> 20 heads, the decoder's 20 -> 500 and 500 -> 784.
@@ -298,3 +299,13 @@ def test_where_numba_would_run_its_workqueue_layer_minivae_stays_on_one_core(lay
     assert (native == "True") == (used in ("tbb", "omp")) and spread == native
     if layer == "workqueue":
         assert (native, used) == ("False", "workqueue")
+
+
+def test_a_bad_minivae_threads_is_a_usage_error_before_anything_is_written(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINIVAE_THREADS", "fast")
+    code, out, err = run_cli(["train", "--epochs", "1", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert err.strip().splitlines() == [
+        "minivae train: error: MINIVAE_THREADS=fast: expected one of adaptive, parallel, "
+        "serial, openblas"]
