@@ -10,7 +10,6 @@ from minivae.likelihoods import LIKELIHOODS
 from minivae.models import MODELS
 
 
-
 class UsageError(ValueError):
     """Flags that parse one by one but not together: exit code 2, as the parser's."""
 

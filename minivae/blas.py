@@ -65,12 +65,15 @@ class OpenBLAS:
         self.default_threads = self.threads()
 
     def threads(self):
+        """How many threads OpenBLAS splits a product among now."""
         return self._get()
 
     def set_threads(self, n):
+        """Split products among n threads from now on (1: each call on its caller's)."""
         self._set(n)
 
     def corename(self):
+        """The kernels OpenBLAS chose for this CPU, e.g. "SkylakeX" or "Haswell"."""
         return self._corename().decode()
 
     @staticmethod

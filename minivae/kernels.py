@@ -335,7 +335,7 @@ def _flat(x):
 SPREAD_ELEMENTS = 1 << 15   # smaller parameters update on one core: threads would cost more
 
 
-def _on_cores(loop, loop_one_core, theta):
+def _on_cores(loop, loop_one_core, theta):   # the prange loop, or its one-core twin
     return loop if theta.size >= SPREAD_ELEMENTS and threads.spread() else loop_one_core
 
 

@@ -235,29 +235,21 @@ def test_a_failing_run_is_one_line_with_its_log_and_the_others_go_on(
     assert (out / "figure2.png").is_file()
 
 
-def test_a_run_directory_with_other_settings_is_refused_not_trained(
-        grid_run, data_dir, tmp_path, capsys):
+@pytest.mark.parametrize("on_data_dir, other, says", [
+    (True, ["--budget", "600", "--hidden", "16"], "--hidden saved 8, given 16"),
+    (False, ["--budget", "600000", "--hidden", "8"], "--data saved"),   # MNIST, not data_dir
+], ids=["other-settings", "other-data"])
+def test_a_run_directory_of_another_run_is_refused_not_trained_or_resumed(
+        on_data_dir, other, says, grid_run, data_dir, tmp_path, capsys):
     out = tmp_path / "fig2"
     shutil.copytree(grid_run[0], out)
     before = mtimes(out)
-    code, stdout, err = run(["reproduce", "fig2", "--data", data_dir, "--out", out, "--budget",
-                             "600", "--only", "latent3-aevb", "--hidden", "16"], capsys)
+    data = ["--data", data_dir] if on_data_dir else []
+    code, stdout, err = run(["reproduce", "fig2", *data, "--out", out, "--only", "latent3-aevb",
+                             *other], capsys)
     assert code == 1
     [line] = err.splitlines()
-    assert "latent3-aevb" in line and "--hidden saved 8, given 16" in line
-    assert mtimes(out) == before
-
-
-def test_runs_on_another_data_directory_are_refused_not_resumed_on_mnist(
-        grid_run, tmp_path, capsys):
-    out = tmp_path / "fig2"
-    shutil.copytree(grid_run[0], out)
-    before = mtimes(out)
-    code, stdout, err = run(["reproduce", "fig2", "--out", out, "--budget", "600000",
-                             "--only", "latent3-aevb", "--hidden", "8"], capsys)
-    assert code == 1
-    [line] = err.splitlines()
-    assert "latent3-aevb" in line and "--data saved" in line
+    assert "latent3-aevb" in line and says in line
     assert mtimes(out) == before
 
 
