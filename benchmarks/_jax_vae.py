@@ -16,7 +16,7 @@ weights and gradients compare with minivae's without renaming or transposing.
 
 Adam and Adagrad are written by hand in jax.numpy, not taken from optax, so
 that their update rules are minivae's, operation for operation
-(minivae/optim.py, minivae/kernels.py adam_update and adagrad_update), and
+(minivae/optim.py, minivae/updates.py adam_update and adagrad_update), and
 the float64 check before timing can compare the parameters after a few
 steps, not only the loss and gradients: epsilon is added to sqrt(v) after
 v's bias correction (Adam) and to sqrt(G) (Adagrad), the bias corrections

@@ -62,7 +62,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minivae  # noqa: E402
-from minivae import kernels  # noqa: E402
+from minivae import kernels, updates  # noqa: E402
 
 BATCH, DATA, HIDDEN, LATENT = 100, 784, 500, 20
 ACTS = ("tanh", "sigmoid", "relu", "softplus")
@@ -278,13 +278,13 @@ def optimizer_cases(d):
     starts = {"sgd": (theta, g, g), "adagrad": (theta, g, square),
               "adam": (theta, g, g, square * square)}
     calls = {
-        "sgd": (lambda t, g, v: kernels.sgd_update(t, g, v, o["lr"], o["momentum"],
+        "sgd": (lambda t, g, v: updates.sgd_update(t, g, v, o["lr"], o["momentum"],
                                                    o["weight_decay"], o["scale"]),
                 np_sgd_update),
-        "adagrad": (lambda t, g, G: kernels.adagrad_update(t, g, G, o["lr"], o["eps"],
+        "adagrad": (lambda t, g, G: updates.adagrad_update(t, g, G, o["lr"], o["eps"],
                                                            o["weight_decay"], o["scale"]),
                     np_adagrad_update),
-        "adam": (lambda t, g, m, v: kernels.adam_update(t, g, m, v, o["lr"], o["beta1"],
+        "adam": (lambda t, g, m, v: updates.adam_update(t, g, m, v, o["lr"], o["beta1"],
                                                         o["beta2"], o["eps"], o["step"],
                                                         o["weight_decay"], o["scale"]),
                  np_adam_update),

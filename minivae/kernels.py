@@ -1,8 +1,7 @@
 """Kernels: the loops that do the arithmetic, in float32 or float64.
 
 Each kernel works on plain numpy arrays and knows nothing of tensors or of
-the VAE; `ops`, `distributions` and `optim` wrap them with their
-derivatives.  The work is split by what each tool does best, as measured
+the VAE; `ops` and `distributions` wrap them with their derivatives.  The work is split by what each tool does best, as measured
 in benchmarks/RESULTS.md:
 
 - matmuls go to BLAS (`matmul`: numpy's `@`, or a large product as two
@@ -15,7 +14,8 @@ in benchmarks/RESULTS.md:
   which numpy would spread over several passes and temporary arrays.
 
 The kernels of the Laplace and logistic posteriors (section 2.4) are in
-`family_kernels`, written the same way.
+`family_kernels`, and the optimizer's passes over the parameters (the
+gradient's norm and the updates) in `updates`, written the same way.
 
 Numba kernels are compiled on first use for the dtype they are given and
 cached on disk (``cache=True``; in a per-user directory when the package's
@@ -23,21 +23,18 @@ own is not writable, see `numba_cache`), so a second process loads them.
 They use
 ``error_model="numpy"``: a division by zero gives Inf or NaN as in NumPy
 instead of a Python exception, and without that check in every division
-the loops vectorize (the Adam update ran 7x faster).  The optimizer
-updates, one pass over every parameter, run on the cores `threads` allows;
-the other kernels run on one thread: at their sizes starting threads costs
-more than it saves (benchmarks/RESULTS.md).  Constants are made with
+the loops vectorize (the Adam update ran 7x faster).  These kernels run
+on one thread: at their sizes starting threads costs more than it saves
+(benchmarks/RESULTS.md); `updates` spreads its passes over the cores
+`threads` allows.  Constants are made with
 ``x.dtype.type(c)`` or ``type(v)(c)``, since a bare ``1.0`` is a float64
 literal and would promote float32 arithmetic.  Of ``fastmath`` only
 reassociation is used, for row sums (see REASSOCIATE): no kernel assumes
 its inputs finite, so NaN and Inf propagate to the checks that look for them.
 """
-import math
-
 import numpy as np
 
 from minivae import numba_cache, threads
-from minivae.numba_cache import one_core
 
 numba_cache.configure()   # before Numba is imported: where it may cache
 from numba import njit, prange  # noqa: E402
@@ -310,90 +307,3 @@ def reparameterize_grad(sigma, eps, g, slope):
             g_eps[i, j] = g[i, j] * sigma[i, j]
             g_log[i, j] = slope * g_eps[i, j] * eps[i, j]
     return g_log, g_eps
-
-
-# ---------------------------------------------------------------- optimizer updates
-# One pass over a parameter and its state per step, in place.  g is scaled
-# by `scale` (gradient clipping) and gets `weight_decay * theta` added (the
-# prior's gradient) inside the loop, so no temporary arrays are made.
-# Elements are independent, so each loop is a `prange` over both cores, or
-# its one-core twin, as `threads.spread()` says (and always for parameters
-# under SPREAD_ELEMENTS): the same result either way.
-# The loops take flat arrays, float32 scalars for float32 parameters; the
-# functions the optimizers call make them from what they pass (Python floats).
-
-
-def _flat(x):
-    """x viewed as flat; for an array that is not contiguous a ValueError,
-    since ravel() would quietly update a copy."""
-    if not x.flags.c_contiguous:
-        raise ValueError(f"optimizer update: expected a contiguous array, got shape {x.shape} "
-                         f"with strides {x.strides}")
-    return x.reshape(-1)
-
-
-SPREAD_ELEMENTS = 1 << 15   # smaller parameters update on one core: threads would cost more
-
-
-def _on_cores(loop, loop_one_core, theta):   # the prange loop, or its one-core twin
-    return loop if theta.size >= SPREAD_ELEMENTS and threads.spread() else loop_one_core
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _sgd_flat(t, g, v, lr, momentum, weight_decay, scale):
-    for i in prange(t.size):
-        v[i] = momentum * v[i] + scale * g[i] + weight_decay * t[i]
-        t[i] -= lr * v[i]
-
-
-_sgd_flat_one_core = one_core(_sgd_flat)
-
-
-def sgd_update(theta, g, velocity, lr, momentum, weight_decay, scale):
-    """v <- momentum v + g';  theta <- theta - lr v,  with g' = scale g + wd theta."""
-    d = theta.dtype.type
-    _on_cores(_sgd_flat, _sgd_flat_one_core, theta)(
-        _flat(theta), g.ravel(), _flat(velocity), d(lr), d(momentum), d(weight_decay), d(scale))
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _adagrad_flat(t, g, G, lr, eps, weight_decay, scale):
-    for i in prange(t.size):
-        gi = scale * g[i] + weight_decay * t[i]
-        G[i] += gi * gi
-        t[i] -= lr * gi / (np.sqrt(G[i]) + eps)
-
-
-_adagrad_flat_one_core = one_core(_adagrad_flat)
-
-
-def adagrad_update(theta, g, G, lr, eps, weight_decay, scale):
-    """G <- G + g'^2;  theta <- theta - lr g' / (sqrt(G) + eps)."""
-    d = theta.dtype.type
-    _on_cores(_adagrad_flat, _adagrad_flat_one_core, theta)(
-        _flat(theta), g.ravel(), _flat(G), d(lr), d(eps), d(weight_decay), d(scale))
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _adam_flat(t, g, m, v, b1, b2, eps, step_size, v_correction, weight_decay, scale):
-    one = t.dtype.type(1)
-    for i in prange(t.size):
-        gi = scale * g[i] + weight_decay * t[i]
-        m[i] = b1 * m[i] + (one - b1) * gi
-        v[i] = b2 * v[i] + (one - b2) * gi * gi
-        t[i] -= step_size * m[i] / (np.sqrt(v[i]) * v_correction + eps)
-
-
-_adam_flat_one_core = one_core(_adam_flat)
-
-
-def adam_update(theta, g, m, v, lr, beta1, beta2, eps, step, weight_decay, scale):
-    """Adam: m, v <- running means of g' and g'^2; theta <- theta - lr m^ / (sqrt(v^) + eps),
-    with the bias corrections m^ = m / (1 - beta1^step), v^ = v / (1 - beta2^step),
-    computed in float64 once per call (1 - 0.999 loses five digits in float32)."""
-    d = theta.dtype.type
-    step_size = d(lr / (1 - beta1 ** step))              # folds in m's bias correction
-    v_correction = d(1 / math.sqrt(1 - beta2 ** step))   # sqrt(v^) = sqrt(v) * this
-    _on_cores(_adam_flat, _adam_flat_one_core, theta)(
-        _flat(theta), g.ravel(), _flat(m), _flat(v), d(beta1), d(beta2), d(eps), step_size,
-        v_correction, d(weight_decay), d(scale))

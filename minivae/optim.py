@@ -2,7 +2,7 @@
 
 Each optimizer updates a model's parameters in place from their `.grad`
 (gradients of the loss, the negative ELBO), one fused kernel pass per
-parameter (`kernels.*_update`).  With `clip_norm`, the loss gradients are
+parameter (`updates.*_update`).  With `clip_norm`, the loss gradients are
 scaled down together when their global norm exceeds it.  Weight decay then
 adds `weight_decay * theta`: the gradient of a Gaussian prior,
 -log p(theta) = weight_decay / 2 ||theta||^2 + const.
@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from minivae import kernels
+from minivae import updates
 
 
 class NonFiniteGradient(FloatingPointError):
@@ -59,20 +59,19 @@ class Optimizer(ABC):
             p.grad = None
 
     def grad_norm(self):
-        """The global L2 norm of all gradients; NonFiniteGradient names the
-        first parameter whose gradient holds NaN or Inf."""
+        """The global L2 norm of all gradients, their squares summed in float64
+        (`updates.squared_norm`); NonFiniteGradient names the first parameter
+        whose gradient holds NaN or Inf."""
         total = 0.0
         for name, p in self.params.items():
             if p.grad is None:
                 continue
-            square = float(np.vdot(p.grad, p.grad))
-            if not np.isfinite(square):
-                if not np.isfinite(p.grad).all():
-                    raise NonFiniteGradient(f"gradient of {name} is not finite at step "
-                                            f"{self.steps + 1}", name)
-                square = float(np.vdot(p.grad.astype(np.float64), p.grad))  # float32 overflowed
-            total += square
-        return float(np.sqrt(total))
+            square = updates.squared_norm(p.grad)
+            if not math.isfinite(square) and not np.isfinite(p.grad).all():
+                raise NonFiniteGradient(f"gradient of {name} is not finite at step "
+                                        f"{self.steps + 1}", name)
+            total += square   # +Inf only for float64 squares beyond float64's range
+        return math.sqrt(total)
 
     def step(self):
         """One update of every parameter that has a gradient; returns the
@@ -154,7 +153,7 @@ class SGD(Optimizer):
         self.momentum = momentum
 
     def update(self, name, theta, g, scale):
-        kernels.sgd_update(theta, g, self.slot(f"sgd.v.{name}", theta), self.lr,
+        updates.sgd_update(theta, g, self.slot(f"sgd.v.{name}", theta), self.lr,
                            self.momentum, self.weight_decay, scale)
 
 
@@ -168,7 +167,7 @@ class Adagrad(Optimizer):
         self.eps = eps
 
     def update(self, name, theta, g, scale):
-        kernels.adagrad_update(theta, g, self.slot(f"adagrad.G.{name}", theta), self.lr,
+        updates.adagrad_update(theta, g, self.slot(f"adagrad.G.{name}", theta), self.lr,
                                self.eps, self.weight_decay, scale)
 
 
@@ -182,7 +181,7 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def update(self, name, theta, g, scale):
-        kernels.adam_update(theta, g, self.slot(f"adam.m.{name}", theta),
+        updates.adam_update(theta, g, self.slot(f"adam.m.{name}", theta),
                             self.slot(f"adam.v.{name}", theta), self.lr, self.beta1,
                             self.beta2, self.eps, self.steps, self.weight_decay, scale)
 

@@ -11,6 +11,7 @@ is float32 (read from the LLVM IR), and a second process that loads the
 compiled kernels from the disk cache instead of compiling them again.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minivae import family_kernels, kernels
+from minivae import family_kernels, kernels, updates
 from minivae.kernels import ACTIVATIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -694,11 +695,11 @@ def adam_ref(theta, g, m, v, lr, beta1, beta2, eps, step, weight_decay, scale):
 # kernel, reference, number of state arrays, hyperparameters after the state;
 # learning rates are large so that each step moves theta by a visible amount
 OPTIMIZER_CASES = {
-    "sgd": (kernels.sgd_update, sgd_ref, 1,
+    "sgd": (updates.sgd_update, sgd_ref, 1,
             dict(lr=0.1, momentum=0.9, weight_decay=0.01, scale=0.5)),
-    "adagrad": (kernels.adagrad_update, adagrad_ref, 1,
+    "adagrad": (updates.adagrad_update, adagrad_ref, 1,
                 dict(lr=0.2, eps=1e-8, weight_decay=0.01, scale=0.5)),
-    "adam": (kernels.adam_update, adam_ref, 2,
+    "adam": (updates.adam_update, adam_ref, 2,
              dict(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, step=None, weight_decay=0.01,
                   scale=0.5)),
 }
@@ -776,6 +777,34 @@ def test_optimizer_update_changes_a_non_contiguous_theta_or_refuses_it(optimizer
     assert np.all(theta != 1)
 
 
+# ---------------------------------------------------------------- the gradient's norm
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (3, 4), (513, 77)])
+def test_squared_norm_is_the_sum_of_squares_in_float64(shape, dtype):
+    rng = np.random.default_rng(sum(shape) + 1)
+    g = draw(rng, shape, dtype)
+    want = math.fsum(float(v) ** 2 for v in g.ravel())   # each float32 element is exact in float
+    assert updates.squared_norm(g) == pytest.approx(want, rel=1e-12, abs=0)
+    assert updates.squared_norm(g.T) == pytest.approx(want, rel=1e-12, abs=0)   # any layout
+
+
+def test_squared_norm_of_float32_squares_beyond_float32_does_not_overflow():
+    g = np.full((1000,), 1e30, np.float32)   # g^2 = 1e60: no float32 holds it, float64 does
+    assert updates.squared_norm(g) == pytest.approx(1000 * float(np.float32(1e30)) ** 2,
+                                                    rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [0, 40000, 78399])   # in either piece, and the last element
+def test_squared_norm_is_not_finite_when_an_element_is_not(bad, where, dtype):
+    g = np.full((100, 784), 0.5, dtype)
+    g.flat[where] = bad
+    result = updates.squared_norm(g)
+    assert np.isnan(result) if np.isnan(bad) else result == np.inf
+
+
 # ---------------------------------------------------------------- compiled code
 
 # Run in a fresh process with an empty NUMBA_CACHE_DIR: every kernel is compiled
@@ -787,15 +816,15 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
     import numpy as np
     from numba import njit
     from numba.core.registry import CPUDispatcher
-    from minivae import family_kernels as F, kernels as K
+    from minivae import family_kernels as F, kernels as K, updates as U
 
-    def on_cores(one, update):   # the loop kernels._on_cores chooses, whatever the machine
-        spread, smallest = K.threads.spread, K.SPREAD_ELEMENTS
-        K.threads.spread, K.SPREAD_ELEMENTS = (lambda: not one), 0
+    def on_cores(one, update):   # the loop updates._on_cores chooses, whatever the machine
+        spread, smallest = U.threads.spread, U.SPREAD_ELEMENTS
+        U.threads.spread, U.SPREAD_ELEMENTS = (lambda: not one), 0
         try:
             update()
         finally:
-            K.threads.spread, K.SPREAD_ELEMENTS = spread, smallest
+            U.threads.spread, U.SPREAD_ELEMENTS = spread, smallest
 
     f = np.float32
     a, b, v = np.ones((3, 4), f), np.ones((4, 2), f), np.ones(3, f)
@@ -821,13 +850,18 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
         # hyperparameters, an int step), on two cores and on one
         **{f"_{name}_flat{twin}": functools.partial(on_cores, bool(twin), update)
            for name, update in (
-               ("sgd", lambda: K.sgd_update(a.copy(), a, a.copy(), 0.1, 0.9, 1e-4, 0.5)),
-               ("adagrad", lambda: K.adagrad_update(a.copy(), a, a.copy(), 0.02, 1e-8, 1e-4,
+               ("sgd", lambda: U.sgd_update(a.copy(), a, a.copy(), 0.1, 0.9, 1e-4, 0.5)),
+               ("adagrad", lambda: U.adagrad_update(a.copy(), a, a.copy(), 0.02, 1e-8, 1e-4,
                                                     0.5)),
-               ("adam", lambda: K.adam_update(a.copy(), a, a.copy(), a.copy(), 1e-3, 0.9,
+               ("adam", lambda: U.adam_update(a.copy(), a, a.copy(), a.copy(), 1e-3, 0.9,
                                               0.999, 1e-8, 3, 1e-4, 0.5)))
            for twin in ("", "_one_core")},
+        # the gradient's squared norm, which sums float32 squares in float64 by design
+        **{f"_sum_of_squares{twin}": functools.partial(on_cores, bool(twin),
+                                                       lambda: U.squared_norm(a))
+           for twin in ("", "_one_core")},
     }
+    calls["_piece_sum_of_squares"] = calls["_sum_of_squares_one_core"]
     for call in calls.values():
         call()
 
@@ -899,9 +933,10 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
             "float_ops": len(float_code.findall(code)),
             "loop_double_lines": [l.strip() for l in loops if double_code.search(l)],
             "loop_float_ops": sum(len(float_code.findall(l)) for l in loops),
+            "loop_float_loads": sum(1 for l in loops if float_memory.search(l)),
         }
 
-    dispatchers = {n: k for module in (K, F) for n, k in vars(module).items()
+    dispatchers = {n: k for module in (K, F, U) for n, k in vars(module).items()
                    if isinstance(k, CPUDispatcher)}
     report = {"dispatchers": list(dispatchers),
               "called": list(calls), "widening_control": report_for(widening_control)}
@@ -935,8 +970,14 @@ KERNEL_NAMES = ["matmul_loop", "_activate_slope", "activate_grad", "_bernoulli_r
                 *OPTIMIZER_LOOPS]
 
 
+# The gradient's squared norm sums float32 squares in float64 on purpose
+# (updates.squared_norm): its loop reads the float32 gradient itself and
+# widens one element at a time, so no float64 copy of a gradient is made.
+NORM_LOOPS = ["_piece_sum_of_squares", "_sum_of_squares", "_sum_of_squares_one_core"]
+
+
 def test_the_float32_ir_check_covers_every_kernel(float32_ir):
-    checked = set(KERNEL_NAMES)
+    checked = set(KERNEL_NAMES) | set(NORM_LOOPS)
     unchecked = set(float32_ir["dispatchers"]) - checked
     assert not unchecked, f"add a float32 call to FLOAT32_IR_SCRIPT for {sorted(unchecked)}"
     assert checked <= set(float32_ir["dispatchers"])
@@ -957,6 +998,14 @@ def test_float32_kernel_computes_in_float32_without_widening_to_double(name, flo
     assert report["signatures"] and all("float64" not in s.lower() for s in report["signatures"])
     assert report["float_ops"] > 0, "no float32 arithmetic found: is the IR the kernel's?"
     assert report["double_lines"] == [], "\n".join(report["double_lines"][:10])
+
+
+@pytest.mark.parametrize("name", NORM_LOOPS)
+def test_the_norm_reads_float32_and_widens_each_element_in_its_loop(name, float32_ir):
+    report = float32_ir[name]
+    assert report["signatures"] and all("array(float32" in s.lower() for s in report["signatures"])
+    assert report["loop_float_loads"] > 0, "the loop does not read the float32 gradient"
+    assert any("fpext" in line for line in report["loop_double_lines"])
 
 
 CACHE_SCRIPT = textwrap.dedent("""

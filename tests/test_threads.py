@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from minivae import blas, kernels, threads
+from minivae import blas, threads, updates
 from minivae.config import Config
 from minivae.train import train
 from tests.conftest import run_cli
@@ -137,14 +137,14 @@ def test_which_products_are_split_depends_on_shapes_and_dtypes_only(restore_poli
 
 
 @pytest.mark.parametrize("update, slots, hyper", [
-    (kernels.adam_update, 2, (1e-3, 0.9, 0.999, 1e-8, 7, 1e-4, 0.5)),
-    (kernels.adagrad_update, 1, (0.02, 1e-8, 1e-4, 0.5)),
-    (kernels.sgd_update, 1, (0.01, 0.9, 1e-4, 0.5))])
+    (updates.adam_update, 2, (1e-3, 0.9, 0.999, 1e-8, 7, 1e-4, 0.5)),
+    (updates.adagrad_update, 1, (0.02, 1e-8, 1e-4, 0.5)),
+    (updates.sgd_update, 1, (0.01, 0.9, 1e-4, 0.5))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_optimizer_updates_are_bit_identical_on_one_core_or_two(update, slots, hyper, dtype,
                                                                   monkeypatch):
     rng = np.random.default_rng(1)
-    assert 513 * 77 >= kernels.SPREAD_ELEMENTS   # large enough for the prange loop
+    assert 513 * 77 >= updates.SPREAD_ELEMENTS   # large enough for the prange loop
     start = [rng.standard_normal((513, 77)).astype(dtype) for _ in range(2)]
     start += [rng.random((513, 77)).astype(dtype) for _ in range(slots)]  # v and G are >= 0
     results = []
@@ -159,6 +159,14 @@ def test_the_optimizer_updates_are_bit_identical_on_one_core_or_two(update, slot
         np.testing.assert_array_equal(two, one)
 
 
+@given(size=st.integers(0, 3 * (1 << 15)), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_the_gradient_norm_is_bit_identical_on_one_core_or_two(size, dtype, seed):
+    g = np.random.default_rng(seed).standard_normal(size).astype(dtype)
+    one = updates._sum_of_squares_one_core(g, blas.PIECES)
+    assert updates._sum_of_squares(g, blas.PIECES) == one   # the same pieces, the same sums
+
+
 @needs_openblas
 @needs_two_cores
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
@@ -171,11 +179,11 @@ def test_a_forked_child_trains_on_one_core_with_the_same_numbers(restore_policy)
     a, b = step_products(100, 784, 500, np.float32)[0]
     theta, g, G = (np.full(1 << 16, v, np.float32) for v in (1.0, 0.5, 0.25))  # spread
     expected = threads.matmul(a, b)
-    kernels.adagrad_update(theta.copy(), g, G.copy(), 0.02, 1e-8, 0.0, 1.0)
+    updates.adagrad_update(theta.copy(), g, G.copy(), 0.02, 1e-8, 0.0, 1.0)
     pid = os.fork()
     if pid == 0:   # the child: exit 0 only if both finished and are the same
         same = np.array_equal(threads.matmul(a, b), expected) and not threads.spread()
-        kernels.adagrad_update(theta, g, G, 0.02, 1e-8, 0.0, 1.0)
+        updates.adagrad_update(theta, g, G, 0.02, 1e-8, 0.0, 1.0)
         os._exit(0 if same and theta[0] < 1.0 else 1)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
