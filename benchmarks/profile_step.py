@@ -8,7 +8,7 @@ The 784-500-20 Bernoulli VAE, estimator B, L = 1, batch 100, dynamic
 binarization, float32, as bench_epoch.py times it; 20 warm-up steps first, so
 that Numba's compilation is over (a profile keeps only the stacks under
 GradientAscent.step that are not compiling).  With --timings, no profiler:
-each matmul (by shape), each kernel, the gradient norm and the drawing of
+each matmul (by shape, and whether it skipped zeros), each kernel, the gradient norm and the drawing of
 the minibatch are timed with a clock around the call, and a Markdown table
 gives their microseconds per step, each matmul beside its floor (its FLOPs
 at numpy's sgemm peak on a 2048^3 product, measured first), and what is
@@ -82,12 +82,14 @@ def main():
     if args.timings:
         flops = {}
 
-        def product(a):
+        def product(a, how=""):
             x, w = a[-2], a[-1]
-            key = f"matmul {x.shape[0]}x{x.shape[1]} @ {w.shape[0]}x{w.shape[1]}"
+            key = f"matmul {x.shape[0]}x{x.shape[1]} @ {w.shape[0]}x{w.shape[1]}{how}"
             flops[key] = 2 * x.shape[0] * x.shape[1] * w.shape[1]
             return key
         clock.time(threads, "matmul", product)
+        clock.time(kernels, "zero_skipping_matmul",
+                   lambda a: product(a, ", the zeros of the left skipped"))
         for name in KERNELS:
             clock.time(kernels, name, lambda a, name=name: f"kernels.{name}")
         clock.time(updates, "adam_update", lambda a: "updates.adam_update")

@@ -18,8 +18,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import given
 
 from minivae import family_kernels, kernels, updates
 from minivae.kernels import ACTIVATIONS
@@ -96,6 +98,66 @@ def test_matmul_on_the_encoders_first_layer_shape_in_float32(matmul):
     x64, W64 = f64(x, W)
     # 784 float32 products summed: error grows like sqrt(784) ulps of the partial sums
     np.testing.assert_allclose(out, x64 @ W64, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- the zero-skipping product
+
+def sparse(rng, shape, share, dtype):
+    """An array with about `share` nonzeros: ones (binarized pixels), other
+    values of either sign, and zeros of both signs (-0.0 is multiplied)."""
+    values = np.where(rng.random(shape) < 0.5, 1.0, rng.uniform(-3, 3, shape))
+    zeros = np.where(rng.random(shape) < 0.5, 0.0, -0.0)
+    return np.where(rng.random(shape) < share, values, zeros).astype(dtype)
+
+
+@given(n=st.integers(1, 30), k=st.integers(1, 60), m=st.integers(1, 40),
+       share=st.sampled_from([0.0, 0.05, 0.13, 0.5, 1.0]),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2 ** 16))
+def test_zero_skipping_matmul_is_the_product_at_any_share_of_zeros(n, k, m, share, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a, b = sparse(rng, (n, k), share, dtype), draw(rng, (k, m), dtype)
+    out = kernels.zero_skipping_matmul(a, b)
+    assert out.dtype == dtype and out.shape == (n, m)
+    a64, b64 = f64(a, b)
+    # k products of |a| <= 3 and |b| <= 3 summed: a few ulps of 9 k each
+    np.testing.assert_allclose(out, a64 @ b64, rtol=0, atol=9 * k * 4 * np.finfo(dtype).eps)
+    np.testing.assert_array_equal(kernels.zero_skipping_matmul(a.T.copy().T, b), out)  # any layout
+
+
+def test_zero_skipping_matmul_skips_zeros_as_a_sparse_product_and_propagates_the_rest():
+    nan, inf = np.nan, np.inf
+    b = np.array([[nan, 1.0], [2.0, 3.0], [inf, 5.0]])
+    a = np.array([[0.0, 1.0, 0.0],      # zeros meet NaN and Inf: they contribute nothing
+                  [1.0, 0.0, 0.0],      # a nonzero meets NaN: NaN, as in any product
+                  [0.0, 2.0, -1.0],     # a nonzero meets Inf: -Inf
+                  [nan, 0.0, 0.0]])     # NaN in a is a nonzero: NaN across the row
+    np.testing.assert_array_equal(kernels.zero_skipping_matmul(a, b),
+                                  [[2.0, 3.0], [nan, 1.0], [-inf, 1.0], [nan, nan]])
+
+
+def test_matmul_skips_the_zeros_of_binarized_pixels_and_of_nothing_else(monkeypatch):
+    skipped = []
+    real = kernels.zero_skipping_matmul
+    monkeypatch.setattr(kernels, "zero_skipping_matmul",
+                        lambda a, b: skipped.append(a.shape) or real(a, b))
+    rng = np.random.default_rng(7)
+    x = (rng.random((100, 784)) < 0.13).astype(np.float32)   # MNIST's share of ones
+    W = draw(rng, (784, 500), np.float32)
+    g = draw(rng, (100, 500), np.float32)
+    for dtype in DTYPES:
+        a, b = x.astype(dtype), W.astype(dtype)
+        np.testing.assert_allclose(kernels.matmul(a, b), f64(a)[0] @ f64(b)[0],
+                                   rtol=1e-5, atol=1e-4)
+    assert skipped == [(100, 784), (100, 784)]
+    dense_rows = x.copy()
+    dense_rows[:kernels.SAMPLE_ROWS] = 1.0
+    for a, b in [(draw(rng, (100, 784), np.float32), W),   # no zeros
+                 (x.T, g),                                 # a view of x^T: left to BLAS
+                 (x[:10], W[:, :50]),                       # too small to pay
+                 (dense_rows, W),                          # the rows that decide say no
+                 ((x > 0).astype(np.int32), W.astype(np.int32))]:   # not floats
+        kernels.matmul(a, b)
+    assert skipped == [(100, 784), (100, 784)]
 
 
 # ---------------------------------------------------------------- activations
@@ -856,6 +918,10 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
                ("adam", lambda: U.adam_update(a.copy(), a, a.copy(), a.copy(), 1e-3, 0.9,
                                               0.999, 1e-8, 3, 1e-4, 0.5)))
            for twin in ("", "_one_core")},
+        # the product that skips the zeros of its left operand, on two cores and on one
+        **{f"_zero_skipping{twin}": functools.partial(
+               on_cores, bool(twin), lambda: K.zero_skipping_matmul(a, b))
+           for twin in ("", "_one_core")},
         # the gradient's squared norm, which sums float32 squares in float64 by design
         **{f"_sum_of_squares{twin}": functools.partial(on_cores, bool(twin),
                                                        lambda: U.squared_norm(a))
@@ -967,7 +1033,7 @@ KERNEL_NAMES = ["matmul_loop", "_activate_slope", "activate_grad", "_bernoulli_r
                 "gaussian_log_prob_grad", "mu_plus_sigma_eps", "reparameterize_grad",
                 "_location_scale_kl_rows", "location_scale_kl_grad", "_laplace_rows",
                 "laplace_log_prob_grad", "_logistic_rows", "logistic_log_prob_grad",
-                *OPTIMIZER_LOOPS]
+                "_zero_skipping", "_zero_skipping_one_core", *OPTIMIZER_LOOPS]
 
 
 # The gradient's squared norm sums float32 squares in float64 on purpose

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from minivae import blas, threads, updates
+from minivae import blas, kernels, threads, updates
 from minivae.config import Config
 from minivae.train import train
 from tests.conftest import run_cli
@@ -157,6 +157,16 @@ def test_the_optimizer_updates_are_bit_identical_on_one_core_or_two(update, slot
     for i, (one, two, before) in enumerate(zip(*results, start)):
         assert i == 1 or not np.array_equal(one, before)   # theta and the state moved; g did not
         np.testing.assert_array_equal(two, one)
+
+
+@given(n=st.integers(1, 40), k=st.integers(1, 80), m=st.integers(1, 80),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 32 - 1))
+def test_the_zero_skipping_product_is_bit_identical_on_one_core_or_two(n, k, m, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = np.where(rng.random((n, k)) < 0.13, rng.standard_normal((n, k)), 0.0).astype(dtype)
+    b = rng.standard_normal((k, m)).astype(dtype)
+    one = kernels._zero_skipping_one_core(a, b, blas.PIECES)
+    np.testing.assert_array_equal(kernels._zero_skipping(a, b, blas.PIECES), one)
 
 
 @given(size=st.integers(0, 3 * (1 << 15)), dtype=st.sampled_from([np.float32, np.float64]),
