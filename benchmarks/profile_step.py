@@ -2,18 +2,20 @@
 
     pip install py-spy
     PYTHONPATH=. py-spy record --native -r 200 -f raw -o /tmp/prof.txt -- python benchmarks/profile_step.py
-    PYTHONPATH=. python benchmarks/profile_step.py --timings
+    PYTHONPATH=. python benchmarks/profile_step.py --timings [--dense]
 
 The 784-500-20 Bernoulli VAE, estimator B, L = 1, batch 100, dynamic
 binarization, float32, as bench_epoch.py times it; 20 warm-up steps first, so
 that Numba's compilation is over (a profile keeps only the stacks under
 GradientAscent.step that are not compiling).  With --timings, no profiler:
-each matmul (by shape, and whether it skipped zeros), each kernel, the gradient norm and the drawing of
-the minibatch are timed with a clock around the call, and a Markdown table
-gives their microseconds per step, each matmul beside its floor (its FLOPs
-at numpy's sgemm peak on a 2048^3 product, measured first), and what is
-left: the graph, Python and small numpy operations.  benchmarks/RESULTS.md
-says what the last profile found.
+each matmul (by shape, and whether it skipped the zeros of its left
+operand), each kernel, the gradient norm and the drawing of the minibatch
+are timed with a clock around the call, and a Markdown table gives their
+microseconds per step, each matmul beside its floor (its FLOPs at numpy's
+sgemm peak on a 2048^3 product, measured first), and what is left: the
+graph, Python and small numpy operations.  With --dense, every product is
+a dense one, as before minivae skipped the pixels' zeros.
+benchmarks/RESULTS.md says what the last profile found.
 """
 import argparse
 import collections
@@ -76,7 +78,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timings", action="store_true",
                         help="time each kind of work and print a table (no profiler)")
+    parser.add_argument("--dense", action="store_true",
+                        help="no product skips zeros (kernels.SPARSE_SHARE below 0), to see "
+                             "what skipping the pixels' zeros saves")
     args = parser.parse_args()
+    if args.dense:
+        kernels.SPARSE_SHARE = -1.0
     clock = Clock()
     peak = sgemm_peak() if args.timings else None
     if args.timings:

@@ -121,9 +121,10 @@ def zero_skipping_matmul(a, b):
     bits do not depend on the cores (`_zero_skipping` runs its two halves of
     rows at once or, as `threads.spread()` says, its twin one after the
     other).  As in any sparse product, a zero of `a` contributes nothing
-    even where b holds Inf or NaN; where b is a weight, as in the first
-    layer, that cannot arise in training, since an update that would make
-    a weight non-finite stops first (`optim`).
+    even where b holds Inf or NaN.  Where b is a weight, as in the first
+    layer, a non-finite weight still stops training: at the first
+    minibatch that selects its row, or when the epoch's checkpoint
+    refuses it (`train.Run.save`).
     """
     a = np.ascontiguousarray(a)   # its rows are walked in order
     return (_zero_skipping if threads.spread() else _zero_skipping_one_core)(a, b, PIECES)
