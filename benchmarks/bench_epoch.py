@@ -11,7 +11,10 @@ What it measures:
   2. one epoch (600 steps over the 60,000 training images) with Adam and
      with Adagrad: the median seconds of each framework, alternating in one
      process, and minivae's achieved matmul GFLOP/s against the sgemm peak
-     of numpy (and of torch and JAX) measured in the same run;
+     of numpy (and of torch and JAX) measured in the same run; in the same
+     rounds, minivae with every product dense ("minivae dense":
+     kernels.SPARSE_SHARE below 0), since minivae's first layer skips the
+     zeros of the binarized pixels and the peers multiply them all;
   2b. each epoch as a multiple of its floor: the epoch's matmul FLOPs at
      numpy's sgemm peak plus the bytes the optimizer update moves (Adam
      reads theta, g, m, v and writes theta, m, v: 7 arrays the size of the
@@ -255,13 +258,15 @@ class DrawnEps:
 class MinivaeTrainer(Trainer):
     """minivae's training step, as minivae.train takes it: GradientAscent on the
     ELBO, then threads.tick() as train_epochs calls it; under thread `policy`
-    (None: the process's, MINIVAE_THREADS or minivae.threads.DEFAULT).
-    `serial_steps` counts the steps whose matmuls ran on one core."""
+    (None: the process's, MINIVAE_THREADS or minivae.threads.DEFAULT); with
+    `dense`, no product skips the zeros of its left operand.  `serial_steps`
+    counts the steps whose matmuls ran on one core."""
     name = "minivae"
+    sparse_share = None   # minivae's kernels.SPARSE_SHARE, kept before a dense trainer lowers it
 
     def __init__(self, optimizer, hidden=HIDDEN, latent=LATENT, dtype=np.float32, init=None,
-                 policy=None):
-        from minivae import threads
+                 policy=None, dense=False):
+        from minivae import kernels, threads
         from minivae.algorithms import GradientAscent
         from minivae.models.vae import VAE
         from minivae.objectives import ELBO
@@ -279,9 +284,13 @@ class MinivaeTrainer(Trainer):
         self.objective = ELBO("B", samples=1)
         self.algorithm = GradientAscent(self.model, self.objective, self.optimizer)
         self.threads, self.policy, self.serial_steps = threads, policy or threads.configured(), 0
+        self.kernels, self.dense = kernels, dense
+        if MinivaeTrainer.sparse_share is None:
+            MinivaeTrainer.sparse_share = kernels.SPARSE_SHARE
 
     def start(self):
         self.threads.set_policy(self.policy)
+        self.kernels.SPARSE_SHARE = -1.0 if self.dense else MinivaeTrainer.sparse_share
 
     def loss(self, x, eps):   # -ELBO (eq. 7) averaged over the minibatch
         return -self.objective(self.model, x, DrawnEps(eps)).mean()
@@ -860,7 +869,9 @@ def main(args):
     results["epochs"] = {}
     for optimizer in args.optimizers:
         load = OtherLoad()
-        seconds, losses, _ = time_epochs(data, images, optimizer, epoch_steps, args.repeats)
+        seconds, losses, _ = time_epochs(data, images, optimizer, epoch_steps, args.repeats,
+                                         {**TRAINERS, "minivae dense": functools.partial(
+                                             MinivaeTrainer, dense=True)})
         median = {fw: statistics.median(s) * EPOCH_STEPS / epoch_steps for fw, s in seconds.items()}
         gflops = {fw: flops * epoch_steps / statistics.median(s) / 1e9
                   for fw, s in seconds.items()}
@@ -868,6 +879,8 @@ def main(args):
         # seconds apart, so the median of per-round ratios resists the drift.
         paired = {fw: statistics.median(m / t for m, t in zip(seconds["minivae"], seconds[fw]))
                   for fw in peers()}
+        dense = {fw: statistics.median(d / t for d, t in zip(seconds["minivae dense"],
+                                                             seconds[fw])) for fw in TRAINERS}
         moved = update_bytes(init, optimizer)
         floor = floor_seconds(flops, moved, results["sgemm_gflops"]["numpy"], bw["update"])
         results["epochs"][optimizer] = e = {
@@ -876,15 +889,19 @@ def main(args):
             "steps_timed": epoch_steps, "epoch_seconds": median, "runs_seconds": seconds,
             "mean_loss": {fw: statistics.median(v) for fw, v in losses.items()},
             "gflops": gflops, "ratio": {fw: median["minivae"] / median[fw] for fw in peers()},
-            "paired_ratio": paired, "other_load": load.share()}
+            "paired_ratio": paired, "dense_paired_ratio": dense, "other_load": load.share()}
         for fw in TRAINERS:
             runs = ", ".join(f"{s:.2f}" for s in seconds[fw])
             print(f"- {optimizer}, {TRAINERS[fw].name}: {median[fw]:.2f} s per epoch "
                   f"(runs of {epoch_steps} steps: {runs} s), {gflops[fw]:.1f} GFLOP/s, "
                   f"mean -ELBO {statistics.median(losses[fw]):.2f}")
+        runs = ", ".join(f"{s:.2f}" for s in seconds["minivae dense"])
+        print(f"- {optimizer}, minivae with every product dense: {median['minivae dense']:.2f} s "
+              f"per epoch (runs: {runs} s), {dense['minivae']:.2f} of the default's time")
         for fw in peers():
             print(f"- {optimizer}: minivae / {TRAINERS[fw].name} = {e['ratio'][fw]:.2f} "
-                  f"(ratio of medians), {paired[fw]:.2f} (median of per-round ratios)")
+                  f"(ratio of medians), {paired[fw]:.2f} (median of per-round ratios); "
+                  f"with every product dense {dense[fw]:.2f}")
         print(f"- {optimizer}: floor {floor:.2f} s = {flops * EPOCH_STEPS / 1e9:.0f} GFLOP at "
               f"numpy's sgemm peak + {moved * EPOCH_STEPS / 1e9:.1f} GB of updates at "
               f"{bw['update']:.1f} GB/s; each epoch / floor: "
@@ -969,6 +986,10 @@ def print_summary(results, label):
         s = e["epoch_seconds"]
         print(table_row(f"{label}, {optimizer} (s)", [f"{s[fw]:.2f}" for fw in fws],
                         [f"{e['paired_ratio'][fw]:.2f}" for fw in fws[1:]]))
+    for optimizer, e in results["epochs"].items():
+        print(table_row(f"{label}, {optimizer}, minivae with every product dense (s)",
+                        [f"{e['epoch_seconds']['minivae dense']:.2f}"] + ["" for _ in fws[1:]],
+                        [f"{e['dense_paired_ratio'][fw]:.2f}" for fw in fws[1:]]))
     for optimizer, e in results["epochs"].items():
         print(table_row(f"{label}, {optimizer} / its floor of {e['floor_seconds']:.2f} s",
                         [f"{e['floor_multiple'][fw]:.2f}" for fw in fws], ["" for _ in fws[1:]]))
