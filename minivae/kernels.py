@@ -146,18 +146,16 @@ def _zero_skipping(a, b, pieces):
                     nonzero[count] = j
                     count += 1
             row[:] = zero
-            t = 0
-            while t + 4 <= count:
+            for t in range(0, count - 3, 4):       # four rows of b per pass over the row
                 j0, j1, j2, j3 = nonzero[t], nonzero[t + 1], nonzero[t + 2], nonzero[t + 3]
                 a0, a1, a2, a3 = a[i, j0], a[i, j1], a[i, j2], a[i, j3]
                 for c in range(m):
                     row[c] += a0 * b[j0, c] + a1 * b[j1, c] + a2 * b[j2, c] + a3 * b[j3, c]
-                t += 4
-            while t < count:
+            for t in range(count - count % 4, count):   # the last count % 4
                 j = nonzero[t]
+                a_ij = a[i, j]
                 for c in range(m):
-                    row[c] += a[i, j] * b[j, c]
-                t += 1
+                    row[c] += a_ij * b[j, c]
             out[i, :] = row
     return out
 
