@@ -13,7 +13,7 @@ What it measures:
      process, and minivae's achieved matmul GFLOP/s against the sgemm peak
      of numpy (and of torch and JAX) measured in the same run; in the same
      rounds, minivae with every product dense ("minivae dense":
-     kernels.SPARSE_SHARE below 0), since minivae's first layer skips the
+     minivae.sparse.SPARSE_SHARE below 0), since minivae's first layer skips the
      zeros of the binarized pixels and the peers multiply them all;
   2b. each epoch as a multiple of its floor: the epoch's matmul FLOPs at
      numpy's sgemm peak plus the bytes the optimizer update moves (Adam
@@ -262,11 +262,11 @@ class MinivaeTrainer(Trainer):
     `dense`, no product skips the zeros of its left operand.  `serial_steps`
     counts the steps whose matmuls ran on one core."""
     name = "minivae"
-    sparse_share = None   # minivae's kernels.SPARSE_SHARE, kept before a dense trainer lowers it
+    sparse_share = None   # minivae's sparse.SPARSE_SHARE, kept before a dense trainer lowers it
 
     def __init__(self, optimizer, hidden=HIDDEN, latent=LATENT, dtype=np.float32, init=None,
                  policy=None, dense=False):
-        from minivae import kernels, threads
+        from minivae import sparse, threads
         from minivae.algorithms import GradientAscent
         from minivae.models.vae import VAE
         from minivae.objectives import ELBO
@@ -284,13 +284,13 @@ class MinivaeTrainer(Trainer):
         self.objective = ELBO("B", samples=1)
         self.algorithm = GradientAscent(self.model, self.objective, self.optimizer)
         self.threads, self.policy, self.serial_steps = threads, policy or threads.configured(), 0
-        self.kernels, self.dense = kernels, dense
+        self.sparse, self.dense = sparse, dense
         if MinivaeTrainer.sparse_share is None:
-            MinivaeTrainer.sparse_share = kernels.SPARSE_SHARE
+            MinivaeTrainer.sparse_share = sparse.SPARSE_SHARE
 
     def start(self):
         self.threads.set_policy(self.policy)
-        self.kernels.SPARSE_SHARE = -1.0 if self.dense else MinivaeTrainer.sparse_share
+        self.sparse.SPARSE_SHARE = -1.0 if self.dense else MinivaeTrainer.sparse_share
 
     def loss(self, x, eps):   # -ELBO (eq. 7) averaged over the minibatch
         return -self.objective(self.model, x, DrawnEps(eps)).mean()

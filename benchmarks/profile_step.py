@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from minivae import kernels, optim, threads, updates
+from minivae import kernels, optim, sparse, threads, updates
 from minivae.algorithms import GradientAscent
 from minivae.data import binarize_dynamic, load_mnist
 from minivae.models.vae import VAE
@@ -79,11 +79,11 @@ def main():
     parser.add_argument("--timings", action="store_true",
                         help="time each kind of work and print a table (no profiler)")
     parser.add_argument("--dense", action="store_true",
-                        help="no product skips zeros (kernels.SPARSE_SHARE below 0), to see "
+                        help="no product skips zeros (sparse.SPARSE_SHARE below 0), to see "
                              "what skipping the pixels' zeros saves")
     args = parser.parse_args()
     if args.dense:
-        kernels.SPARSE_SHARE = -1.0
+        sparse.SPARSE_SHARE = -1.0
     clock = Clock()
     peak = sgemm_peak() if args.timings else None
     if args.timings:
@@ -95,7 +95,7 @@ def main():
             flops[key] = 2 * x.shape[0] * x.shape[1] * w.shape[1]
             return key
         clock.time(threads, "matmul", product)
-        clock.time(kernels, "zero_skipping_matmul",
+        clock.time(sparse, "zero_skipping_matmul",
                    lambda a: product(a, ", the zeros of the left skipped"))
         for name in KERNELS:
             clock.time(kernels, name, lambda a, name=name: f"kernels.{name}")

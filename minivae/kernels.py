@@ -7,8 +7,8 @@ in benchmarks/RESULTS.md:
 - matmuls go to BLAS (`matmul`: numpy's `@`, or a large product as two
   halves of single-threaded OpenBLAS calls, as `threads` decides), but
   for a left operand that is mostly zeros, such as binarized pixels,
-  whose zeros a Numba loop skips; `matmul_loop` is the product written
-  out in Numba, to be read;
+  whose zeros a Numba loop skips (`sparse`); `matmul_loop` is the product
+  written out in Numba, to be read;
 - exp, log1p and tanh of whole arrays go to numpy, whose float32 ufuncs
   are SIMD-vectorized, while Numba compiles them to one libm call per
   element, tens of times slower;
@@ -36,9 +36,7 @@ its inputs finite, so NaN and Inf propagate to the checks that look for them.
 """
 import numpy as np
 
-from minivae import numba_cache, threads
-from minivae.blas import PIECES
-from minivae.numba_cache import one_core
+from minivae import numba_cache, sparse, threads
 
 numba_cache.configure()   # before Numba is imported: where it may cache
 from numba import njit, prange  # noqa: E402
@@ -74,93 +72,20 @@ def matmul_loop(a, b):
     return out
 
 
-# A product whose left operand has at most this share of nonzeros skips its
-# zeros: binarized MNIST pixels are 13 % ones, and there the skipping loop
-# took 0.55 of BLAS's time; it breaks even near a quarter (benchmarks/RESULTS.md).
-SPARSE_SHARE = 0.2
-SAMPLE_ROWS = 8
-
-
 def matmul(a, b):
     """(n, k) @ (k, m) -> (n, m): the fast path, which every op uses.
 
-    A large product (threads.SPLIT_FLOPS and more) whose left operand is
-    row-major and mostly zeros, such as the binarized pixels x of the first
-    layer's x W, skips those zeros (`zero_skipping_matmul`).  Any other
-    product goes to BLAS, several times faster than `matmul_loop` on these
-    shapes (benchmarks/RESULTS.md); `threads` decides how (numpy's `@`, or
-    two halves of OpenBLAS calls) and on how many cores.  Neither choice
-    depends on the cores, so neither changes the result.
+    A large product whose row-major left operand is mostly zeros, such as
+    the binarized pixels x in the first layer's x W, skips those zeros
+    (`sparse`).  Any other product goes to BLAS, several times faster
+    than `matmul_loop` on these shapes (benchmarks/RESULTS.md); `threads`
+    decides how (numpy's `@`, or two halves of OpenBLAS calls) and on how
+    many cores.  Neither choice depends on the cores, so neither changes
+    the result.
     """
-    if _mostly_zeros(a, b):
-        return zero_skipping_matmul(a, b)
+    if sparse.mostly_zeros(a, b):
+        return sparse.zero_skipping_matmul(a, b)
     return threads.matmul(a, b)
-
-
-def _mostly_zeros(a, b):
-    """Whether a @ b is large and a, C-contiguous, has at most SPARSE_SHARE
-    nonzeros, judged from its first SAMPLE_ROWS rows (a minibatch's images
-    are alike in this): a count over all of x took a fifth of the time the
-    skipping saves.  The choice decides the speed, not the numbers beyond
-    rounding, and the same data always gets the same choice."""
-    if not (type(a) is type(b) is np.ndarray and a.ndim == b.ndim == 2 and a.size
-            and a.flags.c_contiguous and a.flags.aligned and a.shape[1] == b.shape[0]
-            and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
-            and 2 * a.shape[0] * a.shape[1] * b.shape[1] >= threads.SPLIT_FLOPS):
-        return False
-    first = a[:SAMPLE_ROWS].view(np.uint32 if a.dtype == np.float32 else np.uint64)
-    return np.count_nonzero(first) <= SPARSE_SHARE * first.size   # -0.0 counts, harmlessly
-
-
-def zero_skipping_matmul(a, b):
-    """(n, k) @ (k, m) -> (n, m), row i of the result the sum of a[i, j] b[j]
-    over the j where a[i, j] != 0, so a zero of `a` costs nothing.
-
-    `matmul_loop` with its zeros skipped, and four rows of b added per pass.
-    Each row of the result is summed by one thread in increasing j, so the
-    bits do not depend on the cores (`_zero_skipping` runs its two halves of
-    rows at once or, as `threads.spread()` says, its twin one after the
-    other).  As in any sparse product, a zero of `a` contributes nothing
-    even where b holds Inf or NaN.  Where b is a weight, as in the first
-    layer, a non-finite weight still stops training: at the first
-    minibatch that selects its row, or when the epoch's checkpoint
-    refuses it (`train.Run.save`).
-    """
-    a = np.ascontiguousarray(a)   # its rows are walked in order
-    return (_zero_skipping if threads.spread() else _zero_skipping_one_core)(a, b, PIECES)
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def _zero_skipping(a, b, pieces):
-    n, k = a.shape
-    m = b.shape[1]
-    zero = b.dtype.type(0)
-    out = np.empty((n, m), b.dtype)
-    for piece in prange(pieces):
-        row = np.empty(m, b.dtype)           # the row being summed (no aliasing with out)
-        nonzero = np.empty(k, np.int64)      # the j with a[i, j] != 0, in increasing order
-        for i in range(n * piece // pieces, n * (piece + 1) // pieces):
-            count = 0
-            for j in range(k):
-                if a[i, j] != zero:
-                    nonzero[count] = j
-                    count += 1
-            row[:] = zero
-            for t in range(0, count - 3, 4):       # four rows of b per pass over the row
-                j0, j1, j2, j3 = nonzero[t], nonzero[t + 1], nonzero[t + 2], nonzero[t + 3]
-                a0, a1, a2, a3 = a[i, j0], a[i, j1], a[i, j2], a[i, j3]
-                for c in range(m):
-                    row[c] += a0 * b[j0, c] + a1 * b[j1, c] + a2 * b[j2, c] + a3 * b[j3, c]
-            for t in range(count - count % 4, count):   # the last count % 4
-                j = nonzero[t]
-                a_ij = a[i, j]
-                for c in range(m):
-                    row[c] += a_ij * b[j, c]
-            out[i, :] = row
-    return out
-
-
-_zero_skipping_one_core = one_core(_zero_skipping)
 
 
 # ---------------------------------------------------------------- activations

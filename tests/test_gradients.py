@@ -254,10 +254,10 @@ def test_float32_inputs_give_float32_outputs_and_gradients(name, data):
 
 def test_linear_s_gradient_where_its_product_skips_the_zeros_of_binarized_pixels():
     # at the first layer's shape x (100, 784) W (784, 500), with 13 % ones in x,
-    # the forward product skips x's zeros (kernels.zero_skipping_matmul)
+    # the forward product x W skips x's zeros (minivae.sparse)
     rng = np.random.default_rng(0)
     x = (rng.random((100, 784)) < 0.13).astype(np.float64)
     W, b = rng.normal(0, 0.05, (784, 500)), rng.normal(0, 0.05, 500)
-    assert mv.kernels._mostly_zeros(x, W)
+    assert mv.sparse.mostly_zeros(x, W)
     mv.gradcheck(lambda W, b: mv.linear(x, W, b, "tanh"), [W, b], max_elements=12)
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from minivae import family_kernels, kernels, updates
+from minivae import family_kernels, kernels, sparse, updates
 from minivae.kernels import ACTIVATIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_matmul_on_the_encoders_first_layer_shape_in_float32(matmul):
 
 # ---------------------------------------------------------------- the zero-skipping product
 
-def sparse(rng, shape, share, dtype):
+def with_zeros(rng, shape, share, dtype):
     """An array with about `share` nonzeros: ones (binarized pixels), other
     values of either sign, and zeros of both signs (-0.0 is multiplied)."""
     values = np.where(rng.random(shape) < 0.5, 1.0, rng.uniform(-3, 3, shape))
@@ -115,13 +115,15 @@ def sparse(rng, shape, share, dtype):
        dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2 ** 16))
 def test_zero_skipping_matmul_is_the_product_at_any_share_of_zeros(n, k, m, share, dtype, seed):
     rng = np.random.default_rng(seed)
-    a, b = sparse(rng, (n, k), share, dtype), draw(rng, (k, m), dtype)
-    out = kernels.zero_skipping_matmul(a, b)
+    a, b = with_zeros(rng, (n, k), share, dtype), draw(rng, (k, m), dtype)
+    out = sparse.zero_skipping_matmul(a, b)
     assert out.dtype == dtype and out.shape == (n, m)
     a64, b64 = f64(a, b)
     # k products of |a| <= 3 and |b| <= 3 summed: a few ulps of 9 k each
     np.testing.assert_allclose(out, a64 @ b64, rtol=0, atol=9 * k * 4 * np.finfo(dtype).eps)
-    np.testing.assert_array_equal(kernels.zero_skipping_matmul(a.T.copy().T, b), out)  # any layout
+    for layout in (a.T.copy().T, a[:, ::-1].copy()[:, ::-1]):   # column-major, and strided
+        np.testing.assert_allclose(sparse.zero_skipping_matmul(layout, b), out,
+                                   rtol=0, atol=9 * k * 4 * np.finfo(dtype).eps)
 
 
 def test_zero_skipping_matmul_skips_zeros_as_a_sparse_product_and_propagates_the_rest():
@@ -131,33 +133,35 @@ def test_zero_skipping_matmul_skips_zeros_as_a_sparse_product_and_propagates_the
                   [1.0, 0.0, 0.0],      # a nonzero meets NaN: NaN, as in any product
                   [0.0, 2.0, -1.0],     # a nonzero meets Inf: -Inf
                   [nan, 0.0, 0.0]])     # NaN in a is a nonzero: NaN across the row
-    np.testing.assert_array_equal(kernels.zero_skipping_matmul(a, b),
+    np.testing.assert_array_equal(sparse.zero_skipping_matmul(a, b),
                                   [[2.0, 3.0], [nan, 1.0], [-inf, 1.0], [nan, nan]])
 
 
 def test_matmul_skips_the_zeros_of_binarized_pixels_and_of_nothing_else(monkeypatch):
     skipped = []
-    real = kernels.zero_skipping_matmul
-    monkeypatch.setattr(kernels, "zero_skipping_matmul",
+    real = sparse.zero_skipping_matmul
+    monkeypatch.setattr(sparse, "zero_skipping_matmul",
                         lambda a, b: skipped.append(a.shape) or real(a, b))
     rng = np.random.default_rng(7)
     x = (rng.random((100, 784)) < 0.13).astype(np.float32)   # MNIST's share of ones
     W = draw(rng, (784, 500), np.float32)
     g = draw(rng, (100, 500), np.float32)
     for dtype in DTYPES:
-        a, b = x.astype(dtype), W.astype(dtype)
+        a, b = x.astype(dtype), W.astype(dtype)   # the first layer's x W
         np.testing.assert_allclose(kernels.matmul(a, b), f64(a)[0] @ f64(b)[0],
                                    rtol=1e-5, atol=1e-4)
-    assert skipped == [(100, 784), (100, 784)]
+    expected = [(100, 784)] * 2
+    assert skipped == expected
     dense_rows = x.copy()
-    dense_rows[:kernels.SAMPLE_ROWS] = 1.0
+    dense_rows[:sparse.SAMPLE_ROWS] = 1.0
     for a, b in [(draw(rng, (100, 784), np.float32), W),   # no zeros
-                 (x.T, g),                                 # a view of x^T: left to BLAS
+                 (g, W.T),                                 # dx = g W^T: g has none
+                 (x.T, g),                                 # dW = x^T g: left to BLAS
                  (x[:10], W[:, :50]),                       # too small to pay
                  (dense_rows, W),                          # the rows that decide say no
                  ((x > 0).astype(np.int32), W.astype(np.int32))]:   # not floats
         kernels.matmul(a, b)
-    assert skipped == [(100, 784), (100, 784)]
+    assert skipped == expected
 
 
 # ---------------------------------------------------------------- activations
@@ -878,7 +882,7 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
     import numpy as np
     from numba import njit
     from numba.core.registry import CPUDispatcher
-    from minivae import family_kernels as F, kernels as K, updates as U
+    from minivae import family_kernels as F, kernels as K, sparse as S, updates as U
 
     def on_cores(one, update):   # the loop updates._on_cores chooses, whatever the machine
         spread, smallest = U.threads.spread, U.SPREAD_ELEMENTS
@@ -919,8 +923,8 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
                                               0.999, 1e-8, 3, 1e-4, 0.5)))
            for twin in ("", "_one_core")},
         # the product that skips the zeros of its left operand, on two cores and on one
-        **{f"_zero_skipping{twin}": functools.partial(
-               on_cores, bool(twin), lambda: K.zero_skipping_matmul(a, b))
+        **{f"_skipping_rows{twin}": functools.partial(
+               on_cores, bool(twin), lambda: S.zero_skipping_matmul(a, b))
            for twin in ("", "_one_core")},
         # the gradient's squared norm, which sums float32 squares in float64 by design
         **{f"_sum_of_squares{twin}": functools.partial(on_cores, bool(twin),
@@ -1002,7 +1006,7 @@ FLOAT32_IR_SCRIPT = textwrap.dedent(r"""
             "loop_float_loads": sum(1 for l in loops if float_memory.search(l)),
         }
 
-    dispatchers = {n: k for module in (K, F, U) for n, k in vars(module).items()
+    dispatchers = {n: k for module in (K, F, S, U) for n, k in vars(module).items()
                    if isinstance(k, CPUDispatcher)}
     report = {"dispatchers": list(dispatchers),
               "called": list(calls), "widening_control": report_for(widening_control)}
@@ -1033,7 +1037,7 @@ KERNEL_NAMES = ["matmul_loop", "_activate_slope", "activate_grad", "_bernoulli_r
                 "gaussian_log_prob_grad", "mu_plus_sigma_eps", "reparameterize_grad",
                 "_location_scale_kl_rows", "location_scale_kl_grad", "_laplace_rows",
                 "laplace_log_prob_grad", "_logistic_rows", "logistic_log_prob_grad",
-                "_zero_skipping", "_zero_skipping_one_core", *OPTIMIZER_LOOPS]
+                "_skipping_rows", "_skipping_rows_one_core", *OPTIMIZER_LOOPS]
 
 
 # The gradient's squared norm sums float32 squares in float64 on purpose

@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "minivae"
 ENGINE = {"minivae", "minivae.kernels", "minivae.family_kernels", "minivae.numba_cache",
-          "minivae.threads", "minivae.blas", "minivae.updates",
+          "minivae.threads", "minivae.blas", "minivae.updates", "minivae.sparse",
           "minivae.autograd", "minivae.ops",
           "minivae.distributions", "minivae.gradcheck"}
 MAX_LINES = 400
