@@ -45,6 +45,7 @@ POLICIES = ("adaptive", "parallel", "serial", "openblas")
 DEFAULT = "adaptive"
 SPLIT_FLOPS = 10_000_000  # below this a product is one call: halving it gains nothing
 CHECK_SECONDS = 0.25      # how often "adaptive" looks at the other processes' load
+FIRST_LOOK_SECONDS = 0.1  # its first look, sooner: 10 ticks of /proc/stat's clock a CPU
 BUSY, FREE = 0.4, 0.2     # CPUs of load (above what the halves leave) to go to one core / two
 
 
@@ -103,7 +104,7 @@ class Policy:
 
     def __init__(self, name, blas):
         self.blas, self.load = blas, None
-        self.parallel, self.checked = True, time.perf_counter()
+        self.parallel, self.checked, self.interval = True, time.perf_counter(), CHECK_SECONDS
         self.use(name)
 
     def cores(self):
@@ -123,12 +124,12 @@ class Policy:
         self.parallel = name != "serial"
         if self.blas is not None:
             self.blas.set_threads(self.blas.default_threads if name == "openblas" else 1)
-        if name == "adaptive":   # a fresh look at the load, from now on
+        if name == "adaptive":   # a fresh look at the load, from now on, the first one soon
             try:
                 self.load = OtherLoad()
             except OSError:   # no /proc/stat: stay parallel
                 self.load = None
-            self.checked = time.perf_counter()
+            self.checked, self.interval = time.perf_counter(), FIRST_LOOK_SECONDS
 
     def spread(self):
         """Whether the parallel loops run on two cores now (else their one-core twins)."""
@@ -149,10 +150,11 @@ class Policy:
 
     def tick(self):
         """Between training steps: under "adaptive", at most every
-        CHECK_SECONDS, one core while other processes leave fewer free CPUs
-        than halves (with hysteresis), two when they leave enough again."""
+        CHECK_SECONDS (the first time FIRST_LOOK_SECONDS after the policy
+        was set), one core while other processes leave fewer free CPUs than
+        halves (with hysteresis), two when they leave enough again."""
         now = time.perf_counter()
-        if self.name != "adaptive" or self.load is None or now - self.checked < CHECK_SECONDS:
+        if self.name != "adaptive" or self.load is None or now - self.checked < self.interval:
             return
         try:
             others = self.load.cpus()
@@ -165,7 +167,7 @@ class Policy:
         elif not self.parallel and others < spare + FREE:
             self.parallel = True
         self.load.restart()
-        self.checked = now
+        self.checked, self.interval = now, CHECK_SECONDS
 
 
 _policy = None
