@@ -14,7 +14,8 @@ What it measures:
      of numpy (and of torch and JAX) measured in the same run; in the same
      rounds, minivae with every product dense ("minivae dense":
      minivae.sparse.SPARSE_SHARE below 0), since minivae's first layer skips the
-     zeros of the binarized pixels and the peers multiply them all;
+     zeros of the binarized pixels and the peers multiply them all (the
+     FLOP counts, of the GFLOP/s and of the floor, are the dense ones);
   2b. each epoch as a multiple of its floor: the epoch's matmul FLOPs at
      numpy's sgemm peak plus the bytes the optimizer update moves (Adam
      reads theta, g, m, v and writes theta, m, v: 7 arrays the size of the
@@ -1028,7 +1029,8 @@ def print_summary(results, label):
     print("Floor: the epoch's matmul FLOPs at numpy's sgemm peak plus the bytes its optimizer "
           "updates move (Adam 7, Adagrad 5 parameter-sized arrays a step) at the bandwidth of "
           "parameter-sized arrays (the better of one and two threads), both measured in this "
-          "run.")
+          "run. The FLOPs, there and in GFLOP/s, are the dense products' for every framework: "
+          "minivae's first layer skips the zeros of the binarized pixels, and so does fewer.")
     if "contention" in results:
         c = results["contention"]
         idle = {k: statistics.median(v) for k, v in c["seconds"]["idle"].items()}

@@ -57,15 +57,17 @@ def ascend(model, value, optimizer, optimizers, what):
 
 
 def _cause(model, loss, optimizers):
-    """What went non-finite first: a parameter (then the last update of the optimizer
-    that owns it made it so), or else the first value in the graph of `loss`,
-    named by its op and the parameters it reads."""
+    """What went non-finite first: a parameter (then an update of the optimizer that
+    owns it made it so, at its last step or before: a weight row that the first
+    layer's zero-skipping product does not select can hide for a few steps,
+    `sparse`), or else the first value in the graph of `loss`, named by its op
+    and the parameters it reads."""
     names = {id(t): name for name, t in model.named_parameters()}
     bad = next((name for name, t in model.named_parameters()
                 if not np.isfinite(t.data).all()), None)
     if bad:
         steps = [o.steps for o in optimizers if bad in o.params]
-        made = f"the update of step {steps[0]} made it so" if steps else "no optimizer updates it"
+        made = f"an update by step {steps[0]} made it so" if steps else "no optimizer updates it"
         return f"parameter {bad} is not finite ({made})"
     for t in graph(loss):
         if t.op is not None and not np.isfinite(t.data).all():

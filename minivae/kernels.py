@@ -1,8 +1,9 @@
 """Kernels: the loops that do the arithmetic, in float32 or float64.
 
 Each kernel works on plain numpy arrays and knows nothing of tensors or of
-the VAE; `ops` and `distributions` wrap them with their derivatives.  The work is split by what each tool does best, as measured
-in benchmarks/RESULTS.md:
+the VAE; `ops` and `distributions` wrap them with their derivatives.  The
+work is split by what each tool does best, as measured in
+benchmarks/RESULTS.md:
 
 - matmuls go to BLAS (`matmul`: numpy's `@`, or a large product as two
   halves of single-threaded OpenBLAS calls, as `threads` decides), but

@@ -11,12 +11,13 @@ the one-core twin, as `threads.spread()` says).  The backward's
 dW = x^T g stays with BLAS: a loop over x's columns was no faster there
 in a training step (benchmarks/RESULTS.md).
 
-`mostly_zeros` says when a product is worth it: a large one whose
-row-major left operand is at most SPARSE_SHARE nonzeros.  The loop breaks
-even with BLAS near a quarter (benchmarks/RESULTS.md).  As in any sparse
-product, a zero contributes nothing even against an Inf or NaN of the
-other operand, where a dense product would give 0 * NaN = NaN.  In
-training that operand is a weight W, and a non-finite weight still stops
+`mostly_zeros` says when a product is worth it: a large one of row-major
+operands whose left one is at most SPARSE_SHARE nonzeros, wherever it
+arises (binarized pixels, or a ReLU layer's mostly dead h in h W).  The
+loop breaks even with BLAS near a quarter (benchmarks/RESULTS.md).  As in
+any sparse product, a zero contributes nothing even against an Inf or NaN
+of the other operand, where a dense product would give 0 * NaN = NaN.  In
+training that operand is a weight, and a non-finite weight still stops
 training: at the first minibatch that selects its row, or when the
 epoch's checkpoint refuses it (`train.Run.save`).
 """
@@ -34,15 +35,14 @@ SAMPLE_ROWS = 8      # the rows that decide: a minibatch's images are alike in t
 
 
 def mostly_zeros(a, b):
-    """Whether a @ b, (n, k) @ (k, m), is large (threads.SPLIT_FLOPS and more)
-    and a, row-major, has at most SPARSE_SHARE nonzeros.  Its first
-    SAMPLE_ROWS rows decide: a count over all of x took a fifth of the time
-    the skipping saves.  The choice sets the speed, not the numbers beyond
-    rounding, and the same data always gets the same choice."""
-    if not (type(a) is type(b) is np.ndarray and a.ndim == b.ndim == 2 and a.size
-            and a.flags.c_contiguous and a.flags.aligned and a.shape[1] == b.shape[0]
-            and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
-            and 2 * a.shape[0] * a.shape[1] * b.shape[1] >= threads.SPLIT_FLOPS):
+    """Whether a @ b, (n, k) @ (k, m), is large (`threads.large_product`), both
+    operands are row-major (a strided b would not let the loop vectorize),
+    and a has at most SPARSE_SHARE nonzeros.  a's first SAMPLE_ROWS rows
+    decide: a count over all of x took a fifth of the time the skipping
+    saves.  For finite operands the choice sets the speed, not the numbers
+    beyond rounding, and the same data always gets the same choice."""
+    if not (threads.large_product(a, b) and a.flags.c_contiguous and a.flags.aligned
+            and b.flags.c_contiguous and b.flags.aligned):
         return False
     first = a[:SAMPLE_ROWS].view(np.uint32 if a.dtype == np.float32 else np.uint64)
     return np.count_nonzero(first) <= SPARSE_SHARE * first.size   # -0.0 counts, harmlessly
@@ -52,10 +52,15 @@ def zero_skipping_matmul(a, b):
     """a @ b, (n, k) @ (k, m) -> (n, m), with the zeros of a skipped: row i of
     the result is the sum of a[i, j] b[j] over the j where a[i, j] != 0.
 
-    `kernels.matmul_loop` with the zeros skipped, adding four rows of b per
-    pass over a row of the result held apart from b (`_skipping_rows`).  An
-    `a` that is not row-major is copied row-major first.
+    `kernels.matmul_loop` with the zeros skipped, in increasing j, four
+    terms a[i, j] b[j] summed before they are added to a row of the result
+    held apart from b (`_skipping_rows`).  An `a` that is not row-major is
+    copied row-major first; a and b must be 2-D of one float dtype.
     """
+    if not (a.ndim == b.ndim == 2 and a.shape[1] == b.shape[0] and a.dtype == b.dtype
+            and a.dtype in (np.float32, np.float64)):
+        raise ValueError(f"zero_skipping_matmul: expected (n, k) @ (k, m) of one float dtype, "
+                         f"got {a.shape} {a.dtype} @ {b.shape} {b.dtype}")
     loop = _skipping_rows if threads.spread() else _skipping_rows_one_core
     return loop(np.ascontiguousarray(a), b, PIECES)
 

@@ -1,12 +1,15 @@
 """Where the work of a training step runs: on one core or two, with the same result.
 
-Two kinds of work can use both cores: a large matmul, cut into two fixed
-halves by `blas.split_matmul` (OpenBLAS itself on one thread), and the
-optimizer's elementwise updates.  Each is a Numba `prange` loop with a
-one-core twin (`numba_cache.one_core`), the same loop without threads;
-`spread()` says which one runs.  The halves are the same gemm calls either
-way, and an update has nothing to add up, so the numbers a run computes do
-not depend on it, and the policy may change it at any step:
+The work that can use both cores: a large matmul, cut into two fixed
+halves by `blas.split_matmul` (OpenBLAS itself on one thread); a product
+that skips the zeros of binarized pixels (`sparse`); and the optimizer's
+passes over the parameters, the gradient's norm and the updates (`updates`).
+Each is a Numba `prange` loop with a one-core twin (`numba_cache.one_core`),
+the same loop without threads; `spread()` says which one runs.  The halves
+are the same gemm calls either way, a row of the skipping product and an
+element of an update are computed by one thread whichever runs, and the
+norm adds up the same fixed pieces in the same order, so the numbers a run
+computes do not depend on it, and the policy may change it at any step:
 
 - "adaptive" (the default): at most every CHECK_SECONDS, `tick` looks at
   the CPU time other processes used since its last look (/proc/stat's busy
@@ -15,7 +18,7 @@ not depend on it, and the policy may change it at any step:
 - "parallel": always two; "serial": always one;
 - "openblas": no halves, OpenBLAS's own threads as numpy started it
   (numbers that differ from the others' in the last bits: OpenBLAS splits
-  a product by its thread count) and the updates on one core, so that no
+  a product by its thread count) and Numba's loops on one core, so that no
   thread of Numba's waits for work on a core OpenBLAS's need.
 
 The environment variable MINIVAE_THREADS chooses it; `set_policy` changes
@@ -45,7 +48,6 @@ POLICIES = ("adaptive", "parallel", "serial", "openblas")
 DEFAULT = "adaptive"
 SPLIT_FLOPS = 10_000_000  # below this a product is one call: halving it gains nothing
 CHECK_SECONDS = 0.25      # how often "adaptive" looks at the other processes' load
-FIRST_LOOK_SECONDS = 0.1  # its first look, sooner: 10 ticks of /proc/stat's clock a CPU
 BUSY, FREE = 0.4, 0.2     # CPUs of load (above what the halves leave) to go to one core / two
 
 
@@ -104,7 +106,7 @@ class Policy:
 
     def __init__(self, name, blas):
         self.blas, self.load = blas, None
-        self.parallel, self.checked, self.interval = True, time.perf_counter(), CHECK_SECONDS
+        self.parallel, self.checked = True, time.perf_counter()
         self.use(name)
 
     def cores(self):
@@ -124,12 +126,12 @@ class Policy:
         self.parallel = name != "serial"
         if self.blas is not None:
             self.blas.set_threads(self.blas.default_threads if name == "openblas" else 1)
-        if name == "adaptive":   # a fresh look at the load, from now on, the first one soon
+        if name == "adaptive":   # a fresh look at the load, from now on
             try:
                 self.load = OtherLoad()
             except OSError:   # no /proc/stat: stay parallel
                 self.load = None
-            self.checked, self.interval = time.perf_counter(), FIRST_LOOK_SECONDS
+            self.checked = time.perf_counter()
 
     def spread(self):
         """Whether the parallel loops run on two cores now (else their one-core twins)."""
@@ -137,12 +139,8 @@ class Policy:
 
     def splits(self, a, b):
         """Whether a @ b is cut in halves: shapes and dtypes alone decide, never the load."""
-        return (self.name != "openblas" and self.blas is not None
-                and type(a) is np.ndarray and type(b) is np.ndarray   # no matrix, no mask
-                and a.ndim == b.ndim == 2 and a.shape[1] == b.shape[0] >= 1
-                and a.dtype == b.dtype and a.dtype in self.blas.gemm
-                and min(a.shape[0], b.shape[1]) >= _blas.PIECES
-                and 2 * a.shape[0] * a.shape[1] * b.shape[1] >= SPLIT_FLOPS)
+        return (self.name != "openblas" and self.blas is not None and large_product(a, b)
+                and min(a.shape[0], b.shape[1]) >= _blas.PIECES)
 
     def matmul(self, a, b):
         """a @ b, (n, k) @ (k, m) -> (n, m), in halves if `splits`."""
@@ -150,11 +148,10 @@ class Policy:
 
     def tick(self):
         """Between training steps: under "adaptive", at most every
-        CHECK_SECONDS (the first time FIRST_LOOK_SECONDS after the policy
-        was set), one core while other processes leave fewer free CPUs than
-        halves (with hysteresis), two when they leave enough again."""
+        CHECK_SECONDS, one core while other processes leave fewer free CPUs
+        than halves (with hysteresis), two when they leave enough again."""
         now = time.perf_counter()
-        if self.name != "adaptive" or self.load is None or now - self.checked < self.interval:
+        if self.name != "adaptive" or self.load is None or now - self.checked < CHECK_SECONDS:
             return
         try:
             others = self.load.cpus()
@@ -167,7 +164,17 @@ class Policy:
         elif not self.parallel and others < spare + FREE:
             self.parallel = True
         self.load.restart()
-        self.checked, self.interval = now, CHECK_SECONDS
+        self.checked = now
+
+
+def large_product(a, b):
+    """Whether a @ b is (n, k) @ (k, m) of two 2-D ndarrays (no matrix, no mask)
+    of one float dtype, of at least SPLIT_FLOPS: large enough to be worth cut
+    in halves (`Policy.splits`) or its zeros skipped (`sparse`)."""
+    return (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == b.ndim == 2
+            and a.shape[1] == b.shape[0] and a.dtype == b.dtype
+            and a.dtype in (np.float32, np.float64)
+            and 2 * a.shape[0] * a.shape[1] * b.shape[1] >= SPLIT_FLOPS)
 
 
 _policy = None

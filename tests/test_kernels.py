@@ -126,6 +126,14 @@ def test_zero_skipping_matmul_is_the_product_at_any_share_of_zeros(n, k, m, shar
                                    rtol=0, atol=9 * k * 4 * np.finfo(dtype).eps)
 
 
+def test_zero_skipping_matmul_refuses_operands_it_cannot_multiply():
+    a = np.zeros((3, 4), np.float32)
+    for b in (np.zeros((5, 2), np.float32), np.zeros((4, 2)), np.zeros((4, 2), np.int32),
+              np.zeros(4, np.float32)):
+        with pytest.raises(ValueError, match="zero_skipping_matmul: expected"):
+            sparse.zero_skipping_matmul(a, b)
+
+
 def test_zero_skipping_matmul_skips_zeros_as_a_sparse_product_and_propagates_the_rest():
     nan, inf = np.nan, np.inf
     b = np.array([[nan, 1.0], [2.0, 3.0], [inf, 5.0]])
@@ -156,6 +164,7 @@ def test_matmul_skips_the_zeros_of_binarized_pixels_and_of_nothing_else(monkeypa
     dense_rows[:sparse.SAMPLE_ROWS] = 1.0
     for a, b in [(draw(rng, (100, 784), np.float32), W),   # no zeros
                  (g, W.T),                                 # dx = g W^T: g has none
+                 (x, np.asfortranarray(W)),                # W column-major: no vectorizing
                  (x.T, g),                                 # dW = x^T g: left to BLAS
                  (x[:10], W[:, :50]),                       # too small to pay
                  (dense_rows, W),                          # the rows that decide say no
@@ -1027,14 +1036,14 @@ def float32_ir(tmp_path_factory):
 
 
 # The Numba kernels whose float32 code must hold no double arithmetic at all,
-# the optimizers' loops among them: kernels.*_update round each Python-float
+# the optimizers' loops among them: updates.*_update round each Python-float
 # hyperparameter to float32 (Adam's bias corrections are computed in double
 # first, once per call: 1 - 0.999 loses five digits in float32) and hand the
 # loop float32 scalars.
 OPTIMIZER_LOOPS = [f"_{name}_flat{twin}" for name in ("sgd", "adagrad", "adam")
                    for twin in ("", "_one_core")]
-KERNEL_NAMES = ["matmul_loop", "_activate_slope", "activate_grad", "_bernoulli_rows", "_kl_rows", "gaussian_kl_grad", "_gaussian_rows",
-                "gaussian_log_prob_grad", "mu_plus_sigma_eps", "reparameterize_grad",
+KERNEL_NAMES = ["matmul_loop", "_activate_slope", "activate_grad", "_bernoulli_rows", "_kl_rows",
+                "gaussian_kl_grad", "_gaussian_rows", "gaussian_log_prob_grad", "mu_plus_sigma_eps", "reparameterize_grad",
                 "_location_scale_kl_rows", "location_scale_kl_grad", "_laplace_rows",
                 "laplace_log_prob_grad", "_logistic_rows", "logistic_log_prob_grad",
                 "_skipping_rows", "_skipping_rows_one_core", *OPTIMIZER_LOOPS]

@@ -264,22 +264,6 @@ def test_adaptive_goes_serial_while_another_process_holds_a_needed_core_and_back
         assert policy.parallel == parallel, (load, parallel)
 
 
-def test_adaptive_looks_first_after_a_short_while_then_at_its_pace(monkeypatch):
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
-    policy = threads.Policy("adaptive", blas=None)
-    policy.load = Competitor(1.0)
-    between = (threads.FIRST_LOOK_SECONDS + threads.CHECK_SECONDS) / 2
-    policy.checked = time.perf_counter() - between
-    policy.tick()   # the first look is due: another process holds the second core
-    assert not policy.parallel
-    policy.load.value, policy.checked = 0.0, time.perf_counter() - between
-    policy.tick()   # the next is not due yet
-    assert not policy.parallel
-    policy.checked = time.perf_counter() - 2 * threads.CHECK_SECONDS
-    policy.tick()
-    assert policy.parallel
-
-
 def trained_state(data_dir, out):
     """Parameters and optimizer state after two epochs of a small float32 VAE
     whose encoder and decoder products are big enough to be split."""
