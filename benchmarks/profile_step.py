@@ -3,6 +3,7 @@
     pip install py-spy
     PYTHONPATH=. py-spy record --native -r 200 -f raw -o /tmp/prof.txt -- python benchmarks/profile_step.py
     PYTHONPATH=. python benchmarks/profile_step.py --timings [--dense]
+    PYTHONPATH=. python benchmarks/profile_step.py --skipping-rounds 20
 
 The 784-500-20 Bernoulli VAE, estimator B, L = 1, batch 100, dynamic
 binarization, float32, as bench_epoch.py times it; 20 warm-up steps first, so
@@ -14,11 +15,13 @@ are timed with a clock around the call, and a Markdown table gives their
 microseconds per step, each matmul beside its floor (its FLOPs at numpy's
 sgemm peak on a 2048^3 product, measured first), and what is left: the
 graph, Python and small numpy operations.  With --dense, every product is
-a dense one, as before minivae skipped the pixels' zeros.
+a dense one, as before minivae skipped the pixels' zeros; --skipping-rounds
+times whole steps both ways, alternating in one process.
 benchmarks/RESULTS.md says what the last profile found.
 """
 import argparse
 import collections
+import statistics
 import time
 
 import numpy as np
@@ -74,6 +77,48 @@ def sgemm_peak():
     return 5 * 2 * 2048 ** 3 / (time.perf_counter() - started) / 1e9
 
 
+def training(seed=0):
+    """The paper's model under Adam (GradientAscent), MNIST's training images,
+    and the generator that draws the minibatches."""
+    rng = np.random.default_rng(seed)
+    model = VAE(rng=rng)
+    learn = GradientAscent(model, ELBO("B"), Adam(model.params, lr=1e-3, weight_decay=0.0))
+    return learn, load_mnist().train_images, rng
+
+
+def minibatch(images, rng):
+    return binarize_dynamic(images[rng.integers(0, 60000, 100)], rng, np.float32)
+
+
+def skipping_rounds(rounds, steps=200):
+    """Seconds a step with and without the zero-skipping product, alternating
+    which goes first, so that the machine's drift falls on both alike."""
+    learn, images, rng = training()
+
+    def step():
+        learn.step(minibatch(images, rng), rng)
+        threads.tick()
+    default = sparse.SPARSE_SHARE
+    seconds = {default: [], -1.0: []}
+    for share in seconds:   # warm-up: Numba compiles both paths
+        sparse.SPARSE_SHARE = share
+        for _ in range(WARM_UP):
+            step()
+    for r in range(rounds):
+        for share in (default, -1.0) if r % 2 == 0 else (-1.0, default):
+            sparse.SPARSE_SHARE = share
+            started = time.perf_counter()
+            for _ in range(steps):
+                step()
+            seconds[share].append((time.perf_counter() - started) / steps)
+    ratios = [s / d for s, d in zip(seconds[default], seconds[-1.0])]
+    print(f"{rounds} rounds of {steps} steps, thread policy {threads.policy().name}: "
+          f"{statistics.median(seconds[default]) * 1e6:.0f} us a step skipping the pixels' "
+          f"zeros, {statistics.median(seconds[-1.0]) * 1e6:.0f} us dense (medians, drawing "
+          f"the minibatch included); skipping / dense per round: median "
+          f"{statistics.median(ratios):.3f}, from {min(ratios):.3f} to {max(ratios):.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timings", action="store_true",
@@ -81,7 +126,13 @@ def main():
     parser.add_argument("--dense", action="store_true",
                         help="no product skips zeros (sparse.SPARSE_SHARE below 0), to see "
                              "what skipping the pixels' zeros saves")
+    parser.add_argument("--skipping-rounds", type=int, metavar="N",
+                        help="instead: N rounds of 200 steps with the pixels' zeros skipped "
+                             "and 200 with every product dense, alternating in this process, "
+                             "and the median per-round ratio")
     args = parser.parse_args()
+    if args.skipping_rounds:
+        return skipping_rounds(args.skipping_rounds)
     if args.dense:
         sparse.SPARSE_SHARE = -1.0
     clock = Clock()
@@ -101,15 +152,12 @@ def main():
             clock.time(kernels, name, lambda a, name=name: f"kernels.{name}")
         clock.time(updates, "adam_update", lambda a: "updates.adam_update")
         clock.time(optim.Optimizer, "grad_norm", lambda a: "Optimizer.grad_norm")
-    rng = np.random.default_rng(0)
-    images = load_mnist().train_images
-    model = VAE(rng=rng)
-    learn = GradientAscent(model, ELBO("B"), Adam(model.params, lr=1e-3, weight_decay=0.0))
+    learn, images, rng = training()
     steps = drawing = 0.0
     for i in range(WARM_UP + 2 * EPOCH):   # the first WARM_UP: Numba compiles
         clock.on = i >= WARM_UP
         started = time.perf_counter()
-        x = binarize_dynamic(images[rng.integers(0, 60000, 100)], rng, model.dtype)
+        x = minibatch(images, rng)
         drawn = time.perf_counter()
         learn.step(x, rng)
         threads.tick()
